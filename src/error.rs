@@ -1,0 +1,424 @@
+//! Errors: each variant names the cause and carries what a person needs to fix it.
+
+use crate::trust::{KeyAlgorithm, PresentedCertificate};
+use core::fmt;
+
+/// The longest DNS name (RFC 1035 §2.3.4): the capacity of [`ServerName`].
+pub const MAX_SERVER_NAME_LEN: usize = 253;
+
+/// A server name kept inside an error.
+pub type ServerName = heapless::String<MAX_SERVER_NAME_LEN>;
+
+/// Everything that can make [`connect`](crate::tls::connect) or a later read
+/// or write fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error {
+    /// The socket failed; its error kind is kept.
+    Io(embedded_io::ErrorKind),
+    /// The server closed the connection.
+    ConnectionClosed,
+    /// The server sent a fatal TLS alert (RFC 8446 §6.2).
+    AlertReceived(Alert),
+    /// The TLS exchange failed for a reason other than trust.
+    Tls(TlsFailure),
+    /// The server's certificate matches none of the pins.
+    PinMismatch {
+        /// The fingerprints of the certificate the server presented.
+        presented: PresentedCertificate,
+    },
+    /// CA mode: the server's certificate chain was refused.
+    CertificateRejected {
+        /// Why the chain was refused.
+        reason: CertificateError,
+        /// The fingerprints of the leaf certificate the server presented.
+        presented: PresentedCertificate,
+    },
+    /// The server's certificate could not be parsed.
+    MalformedCertificate,
+    /// The server's key is of a type this build cannot check signatures of.
+    UnsupportedKey(KeyAlgorithm),
+    /// The server's CertificateVerify signature is not valid for the key of
+    /// the certificate it presented: it does not hold that key (a replayed
+    /// certificate) or the handshake was tampered with (RFC 8446 §4.4.3).
+    ServerSignatureInvalid,
+    /// The server signed with a scheme that does not fit its key, or that
+    /// TLS 1.3 forbids in CertificateVerify (RSA PKCS#1 v1.5, RFC 8446 §4.4.3).
+    SignatureSchemeMismatch {
+        /// The scheme's code point (RFC 8446 §4.2.3).
+        scheme: u16,
+        /// The certificate's key type.
+        key: KeyAlgorithm,
+    },
+    /// The server finished the handshake without sending its certificate.
+    MissingCertificate,
+    /// The server sent a certificate but never proved it holds its key
+    /// (no CertificateVerify).
+    MissingCertificateVerify,
+    /// The server sent CertificateVerify before Certificate, or a second one.
+    UnexpectedHandshakeMessage,
+    /// The configuration passed to mqtts cannot work; nothing was sent.
+    Config(ConfigError),
+}
+
+/// Why a CA-validated certificate chain was refused (RFC 5280 §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum CertificateError {
+    /// The chain leads to none of the trust anchors.
+    UnknownIssuer,
+    /// The certificate is not valid for the server name that was dialled.
+    NameMismatch {
+        /// The name mqtts expected (the one passed to `connect`).
+        expected: ServerName,
+    },
+    /// A certificate in the chain has expired.
+    Expired {
+        /// The current time used, seconds since the Unix epoch.
+        now: u64,
+        /// That certificate's `notBefore`, seconds since the Unix epoch (0 if unknown).
+        not_before: u64,
+        /// That certificate's `notAfter`, seconds since the Unix epoch.
+        not_after: u64,
+    },
+    /// A certificate in the chain is not valid yet (or the device clock is behind).
+    NotYetValid {
+        /// The current time used, seconds since the Unix epoch.
+        now: u64,
+        /// That certificate's `notBefore`, seconds since the Unix epoch.
+        not_before: u64,
+        /// That certificate's `notAfter`, seconds since the Unix epoch (0 if unknown).
+        not_after: u64,
+    },
+    /// A certificate that issued another is not a CA (basicConstraints, RFC 5280 §4.2.1.9).
+    IssuerNotCa,
+    /// The server presented a CA certificate as its own.
+    LeafIsCa,
+    /// The certificate may not be used for TLS servers (extended key usage).
+    NotForServerAuthentication,
+    /// A signature in the chain is invalid.
+    BadSignature,
+    /// A certificate in the chain is signed with an algorithm this build does
+    /// not support (enable the `rsa`, `p384` or `ed25519` feature).
+    UnsupportedSignatureAlgorithm,
+    /// The chain is longer than mqtts accepts or path building gave up.
+    ChainTooLong,
+    /// A certificate in the chain is malformed or uses an unsupported critical extension.
+    Malformed,
+    /// A name or path-length constraint of an issuer is violated.
+    ConstraintViolated,
+}
+
+/// A TLS failure other than trust, named as precisely as embedded-tls reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// A record from the server does not fit the read buffer: make it larger
+    /// (16,640 bytes holds any record) or negotiate `max_fragment_length`.
+    RecordTooLarge,
+    /// The server chose a version, cipher suite, group or extension that was not offered.
+    NegotiationFailed,
+    /// A record could not be decrypted or authenticated (bad_record_mac).
+    DecryptFailed,
+    /// The server's Finished message is wrong: the handshake was tampered with.
+    FinishedMismatch,
+    /// The server sent a message that is malformed or not allowed at this point.
+    ProtocolViolation,
+    /// The server asked for something embedded-tls does not implement
+    /// (e.g. a post-handshake KeyUpdate or an unsupported extension).
+    Unsupported,
+    /// The connection is not open (it failed or was closed before).
+    NotOpen,
+    /// A local fault in the TLS engine (e.g. the write buffer is too small for a handshake message).
+    Internal,
+    /// mqtts refused the server and aborted the handshake; see the alert sent.
+    Aborted(Alert),
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The server name is not a valid DNS name (RFC 1035, RFC 5890).
+    InvalidServerName,
+    /// Pinning was chosen with an empty list of pins.
+    NoPins,
+    /// CA mode was chosen with no trust anchor.
+    NoTrustAnchors,
+    /// More trust anchors than [`MAX_TRUST_ANCHORS`](crate::trust::MAX_TRUST_ANCHORS).
+    TooManyTrustAnchors,
+    /// A trust anchor is not a valid DER certificate.
+    InvalidTrustAnchor {
+        /// Its position in the list.
+        index: usize,
+    },
+    /// A record buffer is smaller than a handshake needs.
+    BufferTooSmall {
+        /// `"read"` or `"write"`.
+        buffer: &'static str,
+        /// The length passed.
+        len: usize,
+        /// The smallest length that can work.
+        min: usize,
+    },
+}
+
+/// A TLS alert description (RFC 8446 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Alert(pub u8);
+
+impl Alert {
+    /// The alert's name in RFC 8446 §6.
+    pub const fn name(self) -> &'static str {
+        match self.0 {
+            0 => "close_notify",
+            10 => "unexpected_message",
+            20 => "bad_record_mac",
+            22 => "record_overflow",
+            40 => "handshake_failure",
+            42 => "bad_certificate",
+            43 => "unsupported_certificate",
+            44 => "certificate_revoked",
+            45 => "certificate_expired",
+            46 => "certificate_unknown",
+            47 => "illegal_parameter",
+            48 => "unknown_ca",
+            49 => "access_denied",
+            50 => "decode_error",
+            51 => "decrypt_error",
+            70 => "protocol_version",
+            71 => "insufficient_security",
+            80 => "internal_error",
+            86 => "inappropriate_fallback",
+            90 => "user_canceled",
+            109 => "missing_extension",
+            110 => "unsupported_extension",
+            112 => "unrecognized_name",
+            113 => "bad_certificate_status_response",
+            115 => "unknown_psk_identity",
+            116 => "certificate_required",
+            120 => "no_application_protocol",
+            _ => "unknown alert",
+        }
+    }
+
+    /// What the alert usually means for an MQTT client, if there is a common cause.
+    pub const fn hint(self) -> Option<&'static str> {
+        Some(match self.0 {
+            22 => "a record was larger than the server accepts (max_fragment_length)",
+            40 | 71 => {
+                "the server accepts none of the cipher suites, groups or signature schemes offered \
+                 (mqtts offers TLS_AES_128_GCM_SHA256 with P-256 key exchange)"
+            }
+            70 => "the server does not speak TLS 1.3",
+            112 => "the server does not know the server name (SNI) that was sent",
+            116 => "the server requires a client certificate",
+            120 => "the server supports none of the ALPN protocols offered",
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Alert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name(), self.0)?;
+        if let Some(hint) = self.hint() {
+            write!(f, ": {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(kind) => write!(f, "socket error: {kind:?}"),
+            Self::ConnectionClosed => f.write_str("the server closed the connection"),
+            Self::AlertReceived(alert) => write!(f, "the server sent the TLS alert {alert}"),
+            Self::Tls(failure) => write!(f, "TLS failure: {failure}"),
+            Self::PinMismatch { presented } => write!(
+                f,
+                "the server's certificate matches none of the pins; it presented {presented}"
+            ),
+            Self::CertificateRejected { reason, presented } => write!(
+                f,
+                "the server's certificate was rejected: {reason}; it presented {presented}"
+            ),
+            Self::MalformedCertificate => {
+                f.write_str("the server's certificate is not a valid X.509 DER certificate")
+            }
+            Self::UnsupportedKey(key) => match key.feature() {
+                Some(feature) => write!(
+                    f,
+                    "the server's key is {key}: enable the `{feature}` feature of mqtts"
+                ),
+                None => write!(f, "the server's key is {key}"),
+            },
+            Self::ServerSignatureInvalid => f.write_str(
+                "the server's CertificateVerify signature does not match the key of its \
+                 certificate: it does not hold that key (a replayed certificate?)",
+            ),
+            Self::SignatureSchemeMismatch { scheme, key } => write!(
+                f,
+                "the server signed with scheme 0x{scheme:04x}, which is not allowed for a {key} key in TLS 1.3"
+            ),
+            Self::MissingCertificate => f.write_str(
+                "the server completed the handshake without a certificate; refused",
+            ),
+            Self::MissingCertificateVerify => f.write_str(
+                "the server never proved it holds its certificate's key (no CertificateVerify); refused",
+            ),
+            Self::UnexpectedHandshakeMessage => f.write_str(
+                "the server sent CertificateVerify out of order; refused",
+            ),
+            Self::Config(e) => write!(f, "invalid configuration: {e}"),
+        }
+    }
+}
+
+impl fmt::Display for CertificateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownIssuer => f.write_str("it is not issued by any of the trusted CAs"),
+            Self::NameMismatch { expected } => {
+                write!(f, "it is not valid for the name {expected:?}")
+            }
+            Self::Expired {
+                now,
+                not_before,
+                not_after,
+            } => write!(
+                f,
+                "a certificate in the chain expired (valid from {not_before} to {not_after}, now {now}, Unix seconds)"
+            ),
+            Self::NotYetValid {
+                now,
+                not_before,
+                not_after,
+            } => write!(
+                f,
+                "a certificate in the chain is not valid yet (valid from {not_before} to {not_after}, now {now}, Unix seconds): is the clock set?"
+            ),
+            Self::IssuerNotCa => f.write_str("an issuer in the chain is not a CA certificate"),
+            Self::LeafIsCa => f.write_str("the server presented a CA certificate as its own"),
+            Self::NotForServerAuthentication => {
+                f.write_str("it may not be used for TLS servers (extended key usage)")
+            }
+            Self::BadSignature => f.write_str("a signature in the chain is invalid"),
+            Self::UnsupportedSignatureAlgorithm => f.write_str(
+                "a certificate is signed with an algorithm this build does not support \
+                 (enable the `rsa`, `p384` or `ed25519` feature)",
+            ),
+            Self::ChainTooLong => f.write_str("the chain is too long"),
+            Self::Malformed => f.write_str("a certificate in the chain is malformed"),
+            Self::ConstraintViolated => {
+                f.write_str("a name or path-length constraint of an issuer is violated")
+            }
+        }
+    }
+}
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::RecordTooLarge => f.write_str(
+                "a record from the server does not fit the read buffer (16,640 bytes holds any \
+                 record; or negotiate max_fragment_length)",
+            ),
+            Self::NegotiationFailed => {
+                f.write_str("the server chose parameters that were not offered")
+            }
+            Self::DecryptFailed => f.write_str("a record could not be decrypted (bad_record_mac)"),
+            Self::FinishedMismatch => {
+                f.write_str("the server's Finished message is wrong (handshake tampered with)")
+            }
+            Self::ProtocolViolation => {
+                f.write_str("the server sent a malformed or unexpected message")
+            }
+            Self::Unsupported => f.write_str("the server used a TLS feature that is not supported"),
+            Self::NotOpen => f.write_str("the connection is not open"),
+            Self::Internal => f.write_str("internal TLS error (are the record buffers large enough?)"),
+            Self::Aborted(alert) => write!(f, "handshake aborted with alert {alert}"),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidServerName => f.write_str("the server name is not a valid DNS name"),
+            Self::NoPins => f.write_str("pinning needs at least one pin"),
+            Self::NoTrustAnchors => f.write_str("CA mode needs at least one trust anchor"),
+            Self::TooManyTrustAnchors => write!(
+                f,
+                "more than {} trust anchors",
+                crate::trust::MAX_TRUST_ANCHORS
+            ),
+            Self::InvalidTrustAnchor { index } => {
+                write!(f, "trust anchor #{index} is not a valid DER certificate")
+            }
+            Self::BufferTooSmall { buffer, len, min } => write!(
+                f,
+                "the {buffer} buffer has {len} bytes; at least {min} are needed"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+impl core::error::Error for CertificateError {}
+impl core::error::Error for TlsFailure {}
+impl core::error::Error for ConfigError {}
+
+impl embedded_io::Error for Error {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        match self {
+            Self::Io(kind) => *kind,
+            Self::ConnectionClosed => embedded_io::ErrorKind::ConnectionAborted,
+            Self::Config(_) => embedded_io::ErrorKind::InvalidInput,
+            _ => embedded_io::ErrorKind::Other,
+        }
+    }
+}
+
+impl From<embedded_tls::TlsError> for Error {
+    fn from(e: embedded_tls::TlsError) -> Self {
+        use embedded_tls::TlsError as E;
+        match e {
+            E::ConnectionClosed => Self::ConnectionClosed,
+            E::HandshakeAborted(_, description) => Self::AlertReceived(Alert(description as u8)),
+            E::AbortHandshake(_, description) => {
+                Self::Tls(TlsFailure::Aborted(Alert(description as u8)))
+            }
+            E::Io(kind) => Self::Io(kind),
+            E::IoError => Self::Io(embedded_io::ErrorKind::Other),
+            E::MissingHandshake => Self::Tls(TlsFailure::NotOpen),
+            E::InsufficientSpace => Self::Tls(TlsFailure::RecordTooLarge),
+            E::InvalidCipherSuite
+            | E::InvalidKeyShare
+            | E::InvalidSupportedVersions
+            | E::InvalidSignatureScheme => Self::Tls(TlsFailure::NegotiationFailed),
+            E::CryptoError => Self::Tls(TlsFailure::DecryptFailed),
+            E::InvalidSignature => Self::Tls(TlsFailure::FinishedMismatch),
+            E::Unimplemented | E::UnknownExtensionType => Self::Tls(TlsFailure::Unsupported),
+            E::InvalidCertificate | E::InvalidCertificateEntry => Self::MalformedCertificate,
+            E::InternalError
+            | E::OutOfMemory
+            | E::EncodeError
+            | E::InvalidPrivateKey
+            | E::UnableToInitializeCryptoEngine => Self::Tls(TlsFailure::Internal),
+            _ => Self::Tls(TlsFailure::ProtocolViolation),
+        }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Self::Config(e)
+    }
+}

@@ -1,0 +1,376 @@
+//! The TLS 1.3 connection: handshake with enforced trust over any
+//! `embedded-io-async` socket, and the encrypted stream it yields.
+//!
+//! mqtts drives [embedded-tls] and adds what it lacks for a safe MQTT
+//! client: a verifier that always runs (see [`Trust`]), a guard that refuses
+//! a handshake in which the server skipped Certificate or CertificateVerify,
+//! record sizes kept within what the server accepts whatever buffers are
+//! passed, and errors that name the cause.
+//!
+//! Nothing here knows about executors, timers or network stacks: the socket
+//! is any [`embedded_io_async::Read`] + [`embedded_io_async::Write`] that is
+//! already connected (an `embassy-net` `TcpSocket`, a tokio stream through
+//! `embedded-io-adapters`, a UART modem driver, ...).
+//!
+//! [embedded-tls]: https://docs.rs/embedded-tls
+
+mod verifier;
+
+use crate::error::{ConfigError, Error};
+use crate::trust::{PresentedCertificate, Trust};
+use embedded_io_async::{Read, Write};
+use embedded_tls::{Aes128GcmSha256, CryptoProvider, TlsConfig, TlsConnection, TlsContext};
+use rand_core::{CryptoRng, RngCore};
+use verifier::TrustVerifier;
+
+/// Bytes embedded-tls reserves in the write buffer for a record's header,
+/// content type, tag and padding (`embedded_tls::TLS_RECORD_OVERHEAD`).
+const WRITE_OVERHEAD: usize = embedded_tls::TLS_RECORD_OVERHEAD;
+
+/// Header (5), content type (1) and AES-GCM tag (16) of a TLS 1.3 record,
+/// plus the 256 bytes of padding a server may add (RFC 8446 §5.2).
+const READ_OVERHEAD: usize = 5 + 1 + 16 + 256;
+
+/// A read buffer of this size holds any TLS 1.3 record a server may send
+/// without `max_fragment_length`: 2^14 plaintext + 256 (RFC 8446 §5.2).
+pub const READ_BUFFER_FOR_FULL_RECORDS: usize = 16_640;
+
+/// The smallest read buffer [`connect`] accepts. A handshake with a P-256
+/// certificate fits in about 500 bytes, RSA-2048 about 700 and a leaf with
+/// an intermediate about 950: size it for your server's chain (the read
+/// buffer must hold the largest handshake record, see
+/// [`MaxFragmentLength`]).
+pub const MIN_READ_BUFFER: usize = 512;
+
+/// The smallest write buffer [`connect`] accepts (the ClientHello is about
+/// 190 bytes and the buffer needs room for record overhead).
+pub const MIN_WRITE_BUFFER: usize = 256;
+
+/// The TLS `max_fragment_length` extension (RFC 6066 §4): asks the server
+/// to send records of at most this much plaintext, so a smaller read buffer
+/// is enough. OpenSSL servers, hence mosquitto, honour it.
+///
+/// embedded-tls does not reassemble handshake messages split across
+/// records: with 512 bytes, an RSA certificate or a two-certificate chain
+/// does not fit. 1024 is a safe choice for most brokers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum MaxFragmentLength {
+    /// 2^9 = 512 bytes.
+    Bytes512,
+    /// 2^10 = 1024 bytes.
+    Bytes1024,
+    /// 2^11 = 2048 bytes.
+    Bytes2048,
+    /// 2^12 = 4096 bytes.
+    Bytes4096,
+}
+
+impl MaxFragmentLength {
+    /// The plaintext bytes per record.
+    pub const fn len(self) -> usize {
+        match self {
+            Self::Bytes512 => 512,
+            Self::Bytes1024 => 1024,
+            Self::Bytes2048 => 2048,
+            Self::Bytes4096 => 4096,
+        }
+    }
+
+    /// The read buffer that holds any record of this size.
+    pub const fn read_buffer_len(self) -> usize {
+        self.len() + READ_OVERHEAD
+    }
+
+    const fn to_embedded_tls(self) -> embedded_tls::MaxFragmentLength {
+        match self {
+            Self::Bytes512 => embedded_tls::MaxFragmentLength::Bits9,
+            Self::Bytes1024 => embedded_tls::MaxFragmentLength::Bits10,
+            Self::Bytes2048 => embedded_tls::MaxFragmentLength::Bits11,
+            Self::Bytes4096 => embedded_tls::MaxFragmentLength::Bits12,
+        }
+    }
+}
+
+/// What to connect to and how to trust it.
+///
+/// ```
+/// use mqtts::tls::{MaxFragmentLength, TlsOptions};
+/// use mqtts::trust::{Pin, Trust};
+///
+/// static PINS: [Pin; 1] = [mqtts::pin_public_key!(
+///     "7D:9F:2C:25:8C:A4:1A:84:5F:30:46:2D:CD:28:3F:54:A1:8B:40:5C:2F:3B:96:1B:37:5E:7B:6F:CC:A3:61:0A"
+/// )];
+/// let options = TlsOptions::new("mqtt.flespi.io", Trust::pinned(&PINS))
+///     .with_max_fragment_length(MaxFragmentLength::Bytes1024);
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct TlsOptions<'a> {
+    server_name: &'a str,
+    trust: Trust<'a>,
+    alpn: Option<&'a [&'a [u8]]>,
+    max_fragment_length: Option<MaxFragmentLength>,
+    now_unix_secs: Option<u64>,
+}
+
+impl<'a> TlsOptions<'a> {
+    /// Connects to `server_name` (sent as SNI, RFC 6066 §3, and checked
+    /// against the certificate in CA mode), trusting it as `trust` says.
+    pub const fn new(server_name: &'a str, trust: Trust<'a>) -> Self {
+        Self {
+            server_name,
+            trust,
+            alpn: None,
+            max_fragment_length: None,
+            now_unix_secs: None,
+        }
+    }
+
+    /// Offers these ALPN protocol names (RFC 7301), e.g. `b"mqtt"` for
+    /// brokers that multiplex port 443.
+    pub const fn with_alpn(mut self, protocols: &'a [&'a [u8]]) -> Self {
+        self.alpn = Some(protocols);
+        self
+    }
+
+    /// Asks the server for records of at most this size (RFC 6066 §4).
+    pub const fn with_max_fragment_length(mut self, length: MaxFragmentLength) -> Self {
+        self.max_fragment_length = Some(length);
+        self
+    }
+
+    /// The current time, seconds since the Unix epoch, for certificate
+    /// validity checks in CA mode (pins ignore dates).
+    pub const fn with_unix_time(mut self, now: u64) -> Self {
+        self.now_unix_secs = Some(now);
+        self
+    }
+
+    /// The server name.
+    pub const fn server_name(&self) -> &'a str {
+        self.server_name
+    }
+
+    /// The trust mode.
+    pub const fn trust(&self) -> &Trust<'a> {
+        &self.trust
+    }
+
+    /// The largest plaintext per record the server accepts from us.
+    const fn max_plaintext(&self) -> usize {
+        match self.max_fragment_length {
+            Some(length) => length.len(),
+            None => 1 << 14,
+        }
+    }
+}
+
+/// Hands embedded-tls the RNG and the verifier; never signs (no client certificate).
+struct Provider<'p, 't, R> {
+    rng: &'p mut R,
+    verifier: &'p mut TrustVerifier<'t>,
+}
+
+impl<R: RngCore + CryptoRng> CryptoProvider for Provider<'_, '_, R> {
+    type CipherSuite = Aes128GcmSha256;
+    type Signature = [u8; 0];
+
+    fn rng(&mut self) -> impl embedded_tls::CryptoRngCore {
+        &mut *self.rng
+    }
+
+    fn verifier(
+        &mut self,
+    ) -> Result<&mut impl embedded_tls::TlsVerifier<Self::CipherSuite>, embedded_tls::TlsError>
+    {
+        Ok(&mut *self.verifier)
+    }
+}
+
+/// Performs a TLS 1.3 handshake over `socket` and returns the encrypted
+/// stream, or the reason the server was not trusted.
+///
+/// - `read_buffer` must hold the largest record the server sends:
+///   [`READ_BUFFER_FOR_FULL_RECORDS`], or
+///   [`MaxFragmentLength::read_buffer_len`] with that option.
+/// - `write_buffer` sets the size of the records mqtts sends; it is used up
+///   to the record size the server accepts (larger buffers are not an
+///   error, the surplus stays unused), so records never exceed the limit.
+/// - `rng` must be a cryptographically secure generator (a hardware TRNG).
+///
+/// The handshake succeeds only if the server sent a certificate that
+/// `options.trust()` accepts *and* a CertificateVerify signature made with
+/// that certificate's key.
+///
+/// Cancel safety: dropping the future abandons the handshake; the socket
+/// must then be closed.
+pub async fn connect<'b, S, R>(
+    socket: S,
+    read_buffer: &'b mut [u8],
+    write_buffer: &'b mut [u8],
+    rng: &mut R,
+    options: &TlsOptions<'_>,
+) -> Result<TlsStream<'b, S>, Error>
+where
+    S: Read + Write + 'b,
+    R: RngCore + CryptoRng,
+{
+    rustls_pki_types::ServerName::try_from(options.server_name)
+        .map_err(|_| ConfigError::InvalidServerName)?;
+    options.trust.check()?;
+    if read_buffer.len() < MIN_READ_BUFFER {
+        return Err(ConfigError::BufferTooSmall {
+            buffer: "read",
+            len: read_buffer.len(),
+            min: MIN_READ_BUFFER,
+        }
+        .into());
+    }
+    if write_buffer.len() < MIN_WRITE_BUFFER {
+        return Err(ConfigError::BufferTooSmall {
+            buffer: "write",
+            len: write_buffer.len(),
+            min: MIN_WRITE_BUFFER,
+        }
+        .into());
+    }
+    // embedded-tls fills a record up to (write buffer - overhead): a larger
+    // buffer would make records the server must refuse (RFC 8446 §5.1,
+    // RFC 6066 §4), so only that much of it is handed over.
+    let write_len = write_buffer
+        .len()
+        .min(options.max_plaintext() + WRITE_OVERHEAD);
+    let write_buffer = &mut write_buffer[..write_len];
+
+    if options.trust.is_insecure() {
+        warn_insecure(options.server_name);
+    }
+
+    let mut config = TlsConfig::new().with_server_name(options.server_name);
+    if cfg!(feature = "rsa") {
+        config = config.enable_rsa_signatures();
+    }
+    if let Some(protocols) = options.alpn {
+        config = config.with_alpn(protocols);
+    }
+    if let Some(length) = options.max_fragment_length {
+        config = config.with_max_fragment_length(length.to_embedded_tls());
+    }
+
+    let mut verifier = TrustVerifier::new(
+        options.trust,
+        options.server_name,
+        options.now_unix_secs,
+    );
+    let mut connection = TlsConnection::new(socket, read_buffer, write_buffer);
+    let opened = connection
+        .open(TlsContext::new(
+            &config,
+            Provider {
+                rng,
+                verifier: &mut verifier,
+            },
+        ))
+        .await;
+    if let Err(e) = opened {
+        // A failed check explains more than the TlsError embedded-tls got.
+        return Err(verifier.failure().cloned().unwrap_or_else(|| e.into()));
+    }
+    let peer = verifier.finish()?;
+    Ok(TlsStream {
+        connection,
+        peer,
+        insecure: options.trust.is_insecure(),
+    })
+}
+
+fn warn_insecure(_server_name: &str) {
+    #[cfg(feature = "log")]
+    log::warn!(
+        "mqtts: connecting to {_server_name} WITHOUT certificate verification (insecure mode)"
+    );
+    #[cfg(feature = "defmt")]
+    defmt::warn!(
+        "mqtts: connecting to {} WITHOUT certificate verification (insecure mode)",
+        _server_name
+    );
+}
+
+/// An open, authenticated TLS 1.3 connection.
+///
+/// Writes are buffered until [`Write::flush`]; a buffer that fills is sent
+/// as a full record. Reads return decrypted application data.
+pub struct TlsStream<'b, S>
+where
+    S: Read + Write + 'b,
+{
+    connection: TlsConnection<'b, S, Aes128GcmSha256>,
+    peer: PresentedCertificate,
+    insecure: bool,
+}
+
+impl<'b, S> TlsStream<'b, S>
+where
+    S: Read + Write + 'b,
+{
+    /// The fingerprints of the certificate the server presented.
+    pub fn peer_certificate(&self) -> &PresentedCertificate {
+        &self.peer
+    }
+
+    /// Whether the server was accepted without authentication
+    /// ([`Trust::insecure_accept_any_certificate`]).
+    pub fn is_insecure(&self) -> bool {
+        self.insecure
+    }
+
+    /// Sends close_notify and returns the socket.
+    pub async fn close(self) -> (S, Result<(), Error>) {
+        match self.connection.close().await {
+            Ok(socket) => (socket, Ok(())),
+            Err((socket, e)) => (socket, Err(e.into())),
+        }
+    }
+}
+
+impl<'b, S> core::fmt::Debug for TlsStream<'b, S>
+where
+    S: Read + Write + 'b,
+{
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TlsStream")
+            .field("peer", &self.peer)
+            .field("insecure", &self.insecure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'b, S> embedded_io::ErrorType for TlsStream<'b, S>
+where
+    S: Read + Write + 'b,
+{
+    type Error = Error;
+}
+
+impl<'b, S> Read for TlsStream<'b, S>
+where
+    S: Read + Write + 'b,
+{
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        self.connection.read(buf).await.map_err(Error::from)
+    }
+}
+
+impl<'b, S> Write for TlsStream<'b, S>
+where
+    S: Read + Write + 'b,
+{
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
+        self.connection.write(buf).await.map_err(Error::from)
+    }
+
+    async fn flush(&mut self) -> Result<(), Error> {
+        self.connection.flush().await.map_err(Error::from)
+    }
+}

@@ -1,0 +1,289 @@
+//! A minimal, zero-copy DER reader (ITU-T X.690 §8 and §10).
+//!
+//! It reads exactly what mqtts needs from a certificate: nested `SEQUENCE`s,
+//! context tags, `OBJECT IDENTIFIER`s, `BIT STRING`s and times. Every read is
+//! bounds-checked; malformed input yields [`DerError`], never a panic.
+
+/// Why a DER structure could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DerError {
+    /// The input ended inside a tag, length or value.
+    Truncated,
+    /// A tag other than the one the structure requires.
+    UnexpectedTag { expected: u8, found: u8 },
+    /// Indefinite, non-minimal or over-long length (DER forbids them, X.690 §10.1).
+    BadLength,
+    /// Bytes left over after a structure that must fill its container.
+    TrailingData,
+    /// A value that breaks its type's rules (e.g. a time that is not a date).
+    BadValue,
+}
+
+/// Universal tags used by X.509 (X.690 §8.1.2, X.680 §8.4).
+pub(crate) mod tag {
+    pub const INTEGER: u8 = 0x02;
+    pub const BIT_STRING: u8 = 0x03;
+    pub const OID: u8 = 0x06;
+    pub const UTC_TIME: u8 = 0x17;
+    pub const GENERALIZED_TIME: u8 = 0x18;
+    pub const SEQUENCE: u8 = 0x30;
+    /// `[0] EXPLICIT` (constructed, context-specific 0): the certificate version.
+    pub const CONTEXT_0: u8 = 0xA0;
+}
+
+/// One tag-length-value element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tlv<'a> {
+    pub tag: u8,
+    /// The value bytes, without tag and length.
+    pub value: &'a [u8],
+    /// The whole element, tag and length included (what SPKI pins hash).
+    pub encoded: &'a [u8],
+}
+
+/// A cursor over DER bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self { rest: bytes }
+    }
+
+    /// The tag of the next element, if any.
+    pub fn peek_tag(&self) -> Option<u8> {
+        self.rest.first().copied()
+    }
+
+    /// Reads the next element, whatever its tag.
+    pub fn read(&mut self) -> Result<Tlv<'a>, DerError> {
+        let all = self.rest;
+        let (&tag, after_tag) = all.split_first().ok_or(DerError::Truncated)?;
+        // Multi-byte tags (low five bits all set) never occur in the X.509
+        // structures we read; refusing them keeps the reader simple.
+        if tag & 0x1F == 0x1F {
+            return Err(DerError::BadValue);
+        }
+        let (&first, mut after_len) = after_tag.split_first().ok_or(DerError::Truncated)?;
+        let len = if first < 0x80 {
+            usize::from(first)
+        } else {
+            let count = usize::from(first & 0x7F);
+            // 0x80 is BER's indefinite length; more than 4 length bytes cannot
+            // describe anything that fits in a TLS record.
+            if count == 0 || count > 4 {
+                return Err(DerError::BadLength);
+            }
+            let (len_bytes, rest) = after_len.split_at_checked(count).ok_or(DerError::Truncated)?;
+            after_len = rest;
+            let mut len = 0usize;
+            for &b in len_bytes {
+                len = (len << 8) | usize::from(b);
+            }
+            // DER: the long form only when needed, and without leading zeros.
+            if len < 0x80 || len_bytes.first() == Some(&0) {
+                return Err(DerError::BadLength);
+            }
+            len
+        };
+        let (value, rest) = after_len.split_at_checked(len).ok_or(DerError::Truncated)?;
+        let header_len = all.len() - after_len.len();
+        let encoded = all.get(..header_len + len).ok_or(DerError::Truncated)?;
+        self.rest = rest;
+        Ok(Tlv {
+            tag,
+            value,
+            encoded,
+        })
+    }
+
+    /// Reads the next element and checks its tag.
+    pub fn expect(&mut self, expected: u8) -> Result<Tlv<'a>, DerError> {
+        let tlv = self.read()?;
+        if tlv.tag != expected {
+            return Err(DerError::UnexpectedTag {
+                expected,
+                found: tlv.tag,
+            });
+        }
+        Ok(tlv)
+    }
+
+    /// Reads the next element if it has the given tag.
+    pub fn optional(&mut self, tag: u8) -> Result<Option<Tlv<'a>>, DerError> {
+        if self.peek_tag() == Some(tag) {
+            self.read().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Fails unless everything was read.
+    pub fn finish(&self) -> Result<(), DerError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(DerError::TrailingData)
+        }
+    }
+}
+
+/// The content of a `BIT STRING` with no unused bits (X.690 §8.6), as keys are.
+pub(crate) fn bit_string_bytes(value: &[u8]) -> Result<&[u8], DerError> {
+    match value.split_first() {
+        Some((0, bytes)) => Ok(bytes),
+        _ => Err(DerError::BadValue),
+    }
+}
+
+/// Parses a `UTCTime` or `GeneralizedTime` (RFC 5280 §4.1.2.5) into seconds
+/// since the Unix epoch. Only the forms RFC 5280 allows are accepted:
+/// `YYMMDDHHMMSSZ` and `YYYYMMDDHHMMSSZ`.
+pub(crate) fn time_to_unix(tlv: &Tlv<'_>) -> Result<u64, DerError> {
+    let (year, rest) = match tlv.tag {
+        tag::UTC_TIME => {
+            let (yy, rest) = tlv.value.split_at_checked(2).ok_or(DerError::BadValue)?;
+            let yy = digits(yy)?;
+            // RFC 5280 §4.1.2.5.1: YY >= 50 is 19YY, otherwise 20YY.
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, rest)
+        }
+        tag::GENERALIZED_TIME => {
+            let (yyyy, rest) = tlv.value.split_at_checked(4).ok_or(DerError::BadValue)?;
+            (digits(yyyy)?, rest)
+        }
+        found => {
+            return Err(DerError::UnexpectedTag {
+                expected: tag::UTC_TIME,
+                found,
+            });
+        }
+    };
+    if rest.len() != 11 || rest.last() != Some(&b'Z') {
+        return Err(DerError::BadValue);
+    }
+    let field = |i: usize| rest.get(i..i + 2).ok_or(DerError::BadValue).and_then(digits);
+    let (month, day, hour, minute, second) = (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return Err(DerError::BadValue);
+    }
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    u64::try_from(seconds).map_err(|_| DerError::BadValue)
+}
+
+fn digits(ascii: &[u8]) -> Result<i64, DerError> {
+    ascii.iter().try_fold(0i64, |acc, &c| {
+        if c.is_ascii_digit() {
+            Ok(acc * 10 + i64::from(c - b'0'))
+        } else {
+            Err(DerError::BadValue)
+        }
+    })
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_short_and_long_lengths() {
+        let short = [0x30, 0x02, 0x05, 0x00, 0xFF];
+        let mut r = Reader::new(&short);
+        let tlv = r.expect(tag::SEQUENCE).unwrap();
+        assert_eq!(tlv.value, &[0x05, 0x00]);
+        assert_eq!(tlv.encoded, &short[..4]);
+        assert_eq!(r.finish(), Err(DerError::TrailingData));
+
+        let mut long = [0u8; 3 + 200];
+        long[0] = 0x04;
+        long[1] = 0x81;
+        long[2] = 200;
+        let tlv = Reader::new(&long).expect(0x04).unwrap();
+        assert_eq!(tlv.value.len(), 200);
+        assert_eq!(tlv.encoded.len(), 203);
+    }
+
+    #[test]
+    fn rejects_malformed_lengths() {
+        for bad in [
+            &[0x30][..],                   // no length
+            &[0x30, 0x80, 0x00, 0x00][..], // indefinite
+            &[0x30, 0x81, 0x05, 0x00][..], // long form for a short length
+            &[0x30, 0x82, 0x00, 0x90][..], // leading zero
+            &[0x30, 0x85, 1, 1, 1, 1, 1][..],
+            &[0x30, 0x03, 0x00][..], // value runs past the end
+            &[0x1F, 0x01, 0x00][..], // multi-byte tag
+        ] {
+            assert!(Reader::new(bad).read().is_err(), "{bad:02X?} accepted");
+        }
+        assert_eq!(
+            Reader::new(&[0x02, 0x00]).expect(tag::SEQUENCE),
+            Err(DerError::UnexpectedTag {
+                expected: tag::SEQUENCE,
+                found: tag::INTEGER
+            })
+        );
+    }
+
+    #[test]
+    fn converts_times() {
+        let utc = |s: &[u8]| {
+            time_to_unix(&Tlv {
+                tag: tag::UTC_TIME,
+                value: s,
+                encoded: s,
+            })
+        };
+        let generalized = |s: &[u8]| {
+            time_to_unix(&Tlv {
+                tag: tag::GENERALIZED_TIME,
+                value: s,
+                encoded: s,
+            })
+        };
+        assert_eq!(utc(b"700101000000Z"), Ok(0));
+        // GlobalSign Root CA (R1) expiry, 2028-01-28 12:00:00 UTC.
+        assert_eq!(utc(b"280128120000Z"), Ok(1_832_673_600));
+        assert_eq!(generalized(b"20280128120000Z"), Ok(1_832_673_600));
+        assert_eq!(utc(b"000229000000Z"), Ok(951_782_400)); // leap day 2000
+        assert_eq!(generalized(b"99991231235959Z"), Ok(253_402_300_799));
+        for bad in [
+            &b"010229000000Z"[..], // 2001 is not a leap year
+            b"701301000000Z",
+            b"700101240000Z",
+            b"7001010000Z",
+            b"700101000000+0100",
+            b"7a0101000000Z",
+        ] {
+            assert_eq!(utc(bad), Err(DerError::BadValue), "{bad:?}");
+        }
+    }
+}

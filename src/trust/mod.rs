@@ -1,0 +1,201 @@
+//! Trust: deciding whether the certificate a server presents is the one the
+//! firmware expects.
+//!
+//! There is no default: a [`Trust`] is built by choosing a mode, and
+//! whatever the mode, the server must also prove it holds the certificate's
+//! private key (its TLS 1.3 CertificateVerify signature is checked with that
+//! certificate's key, RFC 8446 §4.4.3). A pin without that proof would be
+//! worthless: anyone can replay a public certificate.
+//!
+//! | mode | constructor | survives renewal | checks name and dates |
+//! |---|---|---|---|
+//! | certificate pin (SHA-1 or SHA-256) | [`Trust::pinned`] with [`Pin::Certificate`] | no | no (the pin is the identity) |
+//! | public-key pin (SPKI SHA-256) | [`Trust::pinned`] with [`Pin::PublicKey`] | if the key is kept | no |
+//! | certificate authorities | [`Trust::certificate_authorities`] | yes | yes |
+//! | CA and pins together | [`Trust::certificate_authorities`] + [`Trust::with_pins`] | as the pins | yes |
+//! | no trust at all | [`Trust::insecure_accept_any_certificate`] | - | no |
+
+mod ca;
+pub(crate) mod certificate;
+pub(crate) mod der;
+mod pin;
+mod presented;
+pub(crate) mod signature;
+
+pub use certificate::KeyAlgorithm;
+pub use pin::Pin;
+pub use presented::PresentedCertificate;
+
+use crate::error::{ConfigError, Error};
+use certificate::CertificateFields;
+use signature::ServerKey;
+
+/// The most trust anchors one [`Trust`] may list.
+pub const MAX_TRUST_ANCHORS: usize = 8;
+
+/// The most certificates of a server's chain that are considered (the leaf
+/// and up to seven intermediates); a longer chain is refused in CA mode.
+pub const MAX_CHAIN_LEN: usize = 8;
+
+/// How the server's certificate is trusted. See the [module docs](self).
+///
+/// ```
+/// use mqtts::trust::{Pin, Trust};
+///
+/// // The current certificate and the next one, during a rotation:
+/// static PINS: [Pin; 2] = [
+///     mqtts::pin_public_key!("7D:9F:2C:25:8C:A4:1A:84:5F:30:46:2D:CD:28:3F:54:A1:8B:40:5C:2F:3B:96:1B:37:5E:7B:6F:CC:A3:61:0A"),
+///     mqtts::pin_certificate!("B8 0C 7C 08 6E 8D 8B 5F 2F 59 43 E3 37 6D 3C 30 A9 0E 04 24"),
+/// ];
+/// let trust = Trust::pinned(&PINS);
+/// assert!(trust.check().is_ok());
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Trust<'a> {
+    mode: Mode<'a>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Mode<'a> {
+    Pinned(&'a [Pin]),
+    Authorities {
+        anchors: &'a [&'a [u8]],
+        pins: &'a [Pin],
+    },
+    InsecureAcceptAnyCertificate,
+}
+
+impl<'a> Trust<'a> {
+    /// Trusts a server whose leaf certificate matches any one of `pins`.
+    ///
+    /// Neither the server name nor the validity dates are checked: the pin
+    /// is the identity, and a device without a clock keeps working. Only the
+    /// leaf certificate is compared; intermediates the server sends are ignored.
+    pub const fn pinned(pins: &'a [Pin]) -> Self {
+        Self {
+            mode: Mode::Pinned(pins),
+        }
+    }
+
+    /// Trusts a server whose chain leads to one of `anchors` (DER CA
+    /// certificates), following RFC 5280 §6 with `rustls-webpki`.
+    ///
+    /// Issuers must be CAs (basicConstraints), the leaf must be valid for
+    /// the server name (DNS names of the subjectAltName, with the usual
+    /// `*.` wildcard rule of RFC 6125 §6.4.3) and for TLS servers.
+    ///
+    /// Validity dates are checked against the time passed to
+    /// [`TlsOptions::with_unix_time`](crate::tls::TlsOptions::with_unix_time).
+    /// Without a time, mqtts uses the newest `notBefore` among the presented
+    /// certificates as "now": a chain that was never valid at once is still
+    /// refused, but an expired certificate is not detected. Give a time
+    /// (from SNTP or an RTC) to detect expiry.
+    pub const fn certificate_authorities(anchors: &'a [&'a [u8]]) -> Self {
+        Self {
+            mode: Mode::Authorities { anchors, pins: &[] },
+        }
+    }
+
+    /// Adds pins to CA mode: the chain must validate *and* the leaf must
+    /// match one of `pins`. On a pinned trust this replaces the pins.
+    pub const fn with_pins(self, pins: &'a [Pin]) -> Self {
+        Self {
+            mode: match self.mode {
+                Mode::Authorities { anchors, .. } => Mode::Authorities { anchors, pins },
+                Mode::Pinned(_) | Mode::InsecureAcceptAnyCertificate => Mode::Pinned(pins),
+            },
+        }
+    }
+
+    /// Accepts any certificate: the connection is encrypted but the server is
+    /// not authenticated, so anyone on the path can read and change it.
+    ///
+    /// Only for finding out what a server presents (see
+    /// [`TlsStream::peer_certificate`](crate::tls::TlsStream::peer_certificate))
+    /// and for tests. The server must still send a certificate and prove it
+    /// holds its key. Every connect logs a warning (with the `log` or
+    /// `defmt` feature).
+    pub const fn insecure_accept_any_certificate() -> Self {
+        Self {
+            mode: Mode::InsecureAcceptAnyCertificate,
+        }
+    }
+
+    /// Whether this is [`Trust::insecure_accept_any_certificate`].
+    pub const fn is_insecure(&self) -> bool {
+        matches!(self.mode, Mode::InsecureAcceptAnyCertificate)
+    }
+
+    /// Checks the configuration without connecting: pins present, trust
+    /// anchors parse. [`connect`](crate::tls::connect) does this too.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        match self.mode {
+            Mode::Pinned(pins) if pins.is_empty() => Err(ConfigError::NoPins),
+            Mode::Authorities { anchors, .. } => ca::check_anchors(anchors),
+            _ => Ok(()),
+        }
+    }
+
+    /// Decides whether to trust a server's certificate chain (leaf first,
+    /// DER), as [`connect`](crate::tls::connect) does during the handshake.
+    ///
+    /// `server_name` is the name that was dialled; `now_unix_secs` the
+    /// current time if known. This alone does not authenticate a server: the
+    /// handshake must also check its CertificateVerify signature.
+    pub fn verify_server_certificate(
+        &self,
+        chain: &[&[u8]],
+        server_name: &str,
+        now_unix_secs: Option<u64>,
+    ) -> Result<PresentedCertificate, Error> {
+        self.verify(chain, server_name, now_unix_secs)
+            .map(|accepted| accepted.presented)
+    }
+
+    /// Like [`Trust::verify_server_certificate`], also decoding the leaf key
+    /// that must then verify the CertificateVerify signature.
+    pub(crate) fn verify(
+        &self,
+        chain: &[&[u8]],
+        server_name: &str,
+        now_unix_secs: Option<u64>,
+    ) -> Result<Accepted, Error> {
+        self.check()?;
+        let leaf_der = *chain.first().ok_or(Error::MissingCertificate)?;
+        let leaf = CertificateFields::parse(leaf_der).map_err(|_| Error::MalformedCertificate)?;
+        let presented = PresentedCertificate::new(leaf_der, leaf.public_key.encoded);
+        let pins_match = |pins: &[Pin]| pins.iter().any(|pin| pin.matches(&presented));
+
+        match self.mode {
+            Mode::Pinned(pins) => {
+                if !pins_match(pins) {
+                    return Err(Error::PinMismatch { presented });
+                }
+            }
+            Mode::Authorities { anchors, pins } => {
+                ca::verify_chain(anchors, chain, server_name, now_unix_secs).map_err(|e| {
+                    match e {
+                        ca::Failure::Config(e) => Error::Config(e),
+                        ca::Failure::Certificate(reason) => {
+                            Error::CertificateRejected { reason, presented }
+                        }
+                    }
+                })?;
+                if !pins.is_empty() && !pins_match(pins) {
+                    return Err(Error::PinMismatch { presented });
+                }
+            }
+            Mode::InsecureAcceptAnyCertificate => {}
+        }
+
+        let key = ServerKey::from_public_key(&leaf.public_key)?;
+        Ok(Accepted { presented, key })
+    }
+}
+
+/// A certificate that passed the trust check, and the key it binds.
+#[derive(Debug, Clone)]
+pub(crate) struct Accepted {
+    pub presented: PresentedCertificate,
+    pub key: ServerKey,
+}
