@@ -342,7 +342,9 @@ impl fmt::Display for TlsFailure {
             }
             Self::Unsupported => f.write_str("the server used a TLS feature that is not supported"),
             Self::NotOpen => f.write_str("the connection is not open"),
-            Self::Internal => f.write_str("internal TLS error (are the record buffers large enough?)"),
+            Self::Internal => {
+                f.write_str("internal TLS error (are the record buffers large enough?)")
+            }
             Self::Aborted(alert) => write!(f, "handshake aborted with alert {alert}"),
         }
     }

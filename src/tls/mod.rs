@@ -258,11 +258,8 @@ where
         config = config.with_max_fragment_length(length.to_embedded_tls());
     }
 
-    let mut verifier = TrustVerifier::new(
-        options.trust,
-        options.server_name,
-        options.now_unix_secs,
-    );
+    let mut verifier =
+        TrustVerifier::new(options.trust, options.server_name, options.now_unix_secs);
     let mut connection = TlsConnection::new(socket, read_buffer, write_buffer);
     let opened = connection
         .open(TlsContext::new(

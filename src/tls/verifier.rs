@@ -180,3 +180,178 @@ impl<CipherSuite: TlsCipherSuite> TlsVerifier<CipherSuite> for TrustVerifier<'_>
             .map_err(|e| to_tls_error(&e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trust::Pin;
+    use p256::ecdsa::signature::Signer as _;
+
+    /// A self-signed P-256 certificate and its private key (tests/data).
+    const CERT: &[u8] = include_bytes!("../../tests/data/p256-selfsigned.der");
+    const KEY: &[u8] = include_bytes!("../../tests/data/p256-selfsigned.key.raw");
+    /// What `openssl x509 -fingerprint -sha256` prints for CERT.
+    const CERT_SHA256: Pin = crate::pin_certificate!(
+        "sha256 Fingerprint=7A:72:12:C6:40:EB:B5:2B:8E:69:72:B2:67:C6:19:04:9E:96:DE:C0:C4:FE:40:62:13:2F:18:76:AB:B4:52:A9"
+    );
+    /// `openssl x509 -pubkey | openssl pkey -pubin -outform DER | openssl dgst -sha256` for CERT.
+    const CERT_SPKI: Pin =
+        crate::pin_public_key!("eda94e8949ef3d22172eb9e4defa7e78d864df7be45f0322c68b10be3108a599");
+    const OTHER: Pin =
+        crate::pin_public_key!("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
+    const TRANSCRIPT: [u8; 32] = [0x5A; 32];
+
+    fn sign(key: &[u8], transcript: &[u8]) -> heapless::Vec<u8, 80> {
+        let key = p256::ecdsa::SigningKey::from_slice(key).expect("key");
+        let mut content = heapless::Vec::<u8, 200>::new();
+        content.resize(64, 0x20).unwrap();
+        content
+            .extend_from_slice(b"TLS 1.3, server CertificateVerify\x00")
+            .unwrap();
+        content.extend_from_slice(transcript).unwrap();
+        let signature: p256::ecdsa::Signature = key.sign(&content);
+        heapless::Vec::from_slice(signature.to_der().as_bytes()).unwrap()
+    }
+
+    fn verifier(pins: &'static [Pin]) -> TrustVerifier<'static> {
+        TrustVerifier::new(Trust::pinned(pins), "broker.test", None)
+    }
+
+    #[test]
+    fn accepts_a_pinned_certificate_with_its_signature() {
+        for pins in [&[CERT_SHA256][..], &[CERT_SPKI], &[OTHER, CERT_SPKI]] {
+            let mut v = verifier(pins);
+            v.on_certificate(&[CERT], &TRANSCRIPT).expect("certificate");
+            let signature = sign(KEY, &TRANSCRIPT);
+            v.on_certificate_verify(SignatureScheme::EcdsaSecp256r1Sha256, &signature)
+                .expect("signature");
+            let presented = v.finish().expect("authenticated");
+            assert!(CERT_SHA256.matches(&presented) && CERT_SPKI.matches(&presented));
+        }
+    }
+
+    #[test]
+    fn guard_refuses_a_handshake_without_certificate() {
+        assert_eq!(
+            verifier(&[CERT_SPKI]).finish(),
+            Err(Error::MissingCertificate)
+        );
+    }
+
+    #[test]
+    fn guard_refuses_a_certificate_without_certificate_verify() {
+        let mut v = verifier(&[CERT_SPKI]);
+        v.on_certificate(&[CERT], &TRANSCRIPT).expect("certificate");
+        assert_eq!(v.finish(), Err(Error::MissingCertificateVerify));
+    }
+
+    #[test]
+    fn refuses_certificate_verify_before_certificate() {
+        let mut v = verifier(&[CERT_SPKI]);
+        let signature = sign(KEY, &TRANSCRIPT);
+        assert_eq!(
+            v.on_certificate_verify(SignatureScheme::EcdsaSecp256r1Sha256, &signature),
+            Err(Error::UnexpectedHandshakeMessage)
+        );
+        // The failure sticks: a later Certificate cannot repair it.
+        assert_eq!(
+            v.on_certificate(&[CERT], &TRANSCRIPT),
+            Err(Error::UnexpectedHandshakeMessage)
+        );
+        assert_eq!(v.finish(), Err(Error::UnexpectedHandshakeMessage));
+    }
+
+    #[test]
+    fn refuses_a_second_certificate_message() {
+        let mut v = verifier(&[CERT_SPKI]);
+        v.on_certificate(&[CERT], &TRANSCRIPT).expect("certificate");
+        assert_eq!(
+            v.on_certificate(&[CERT], &TRANSCRIPT),
+            Err(Error::UnexpectedHandshakeMessage)
+        );
+    }
+
+    #[test]
+    fn refuses_a_signature_by_another_key_or_over_another_transcript() {
+        let other_key = [0x42u8; 32];
+        for signature in [sign(&other_key, &TRANSCRIPT), sign(KEY, &[0x5B; 32])] {
+            let mut v = verifier(&[CERT_SPKI]);
+            v.on_certificate(&[CERT], &TRANSCRIPT).expect("certificate");
+            assert_eq!(
+                v.on_certificate_verify(SignatureScheme::EcdsaSecp256r1Sha256, &signature),
+                Err(Error::ServerSignatureInvalid)
+            );
+            assert_eq!(v.finish(), Err(Error::ServerSignatureInvalid));
+        }
+    }
+
+    #[test]
+    fn refuses_a_scheme_that_does_not_fit_the_key() {
+        let mut v = verifier(&[CERT_SPKI]);
+        v.on_certificate(&[CERT], &TRANSCRIPT).expect("certificate");
+        let signature = sign(KEY, &TRANSCRIPT);
+        for scheme in [SignatureScheme::Ed25519, SignatureScheme::RsaPkcs1Sha256] {
+            assert_eq!(
+                v.clone_for_test().on_certificate_verify(scheme, &signature),
+                Err(Error::SignatureSchemeMismatch {
+                    scheme: scheme.as_u16(),
+                    key: crate::trust::KeyAlgorithm::EcdsaP256
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn pin_mismatch_carries_the_presented_fingerprints() {
+        let mut v = verifier(&[OTHER]);
+        let Err(Error::PinMismatch { presented }) = v.on_certificate(&[CERT], &TRANSCRIPT) else {
+            panic!("pin mismatch expected");
+        };
+        assert!(CERT_SHA256.matches(&presented));
+        assert!(CERT_SPKI.matches(&presented));
+        // A CertificateVerify after the refusal does not revive the connection.
+        let signature = sign(KEY, &TRANSCRIPT);
+        assert!(
+            v.on_certificate_verify(SignatureScheme::EcdsaSecp256r1Sha256, &signature)
+                .is_err()
+        );
+        assert_eq!(v.finish(), Err(Error::PinMismatch { presented }));
+    }
+
+    #[test]
+    fn insecure_mode_still_requires_the_signature() {
+        let mut v = TrustVerifier::new(Trust::insecure_accept_any_certificate(), "x.test", None);
+        v.on_certificate(&[CERT], &TRANSCRIPT).expect("certificate");
+        assert_eq!(v.finish(), Err(Error::MissingCertificateVerify));
+    }
+
+    #[test]
+    fn empty_pin_list_is_a_configuration_error() {
+        let mut v = verifier(&[]);
+        assert_eq!(
+            v.on_certificate(&[CERT], &TRANSCRIPT),
+            Err(Error::Config(crate::error::ConfigError::NoPins))
+        );
+    }
+
+    impl TrustVerifier<'_> {
+        fn clone_for_test(&self) -> Self {
+            let progress = match &self.progress {
+                Progress::AwaitingSignature {
+                    accepted,
+                    transcript_hash,
+                } => Progress::AwaitingSignature {
+                    accepted: accepted.clone(),
+                    transcript_hash: transcript_hash.clone(),
+                },
+                _ => Progress::AwaitingCertificate,
+            };
+            Self {
+                trust: self.trust,
+                server_name: self.server_name,
+                now_unix_secs: self.now_unix_secs,
+                progress,
+            }
+        }
+    }
+}

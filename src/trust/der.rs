@@ -76,7 +76,9 @@ impl<'a> Reader<'a> {
             if count == 0 || count > 4 {
                 return Err(DerError::BadLength);
             }
-            let (len_bytes, rest) = after_len.split_at_checked(count).ok_or(DerError::Truncated)?;
+            let (len_bytes, rest) = after_len
+                .split_at_checked(count)
+                .ok_or(DerError::Truncated)?;
             after_len = rest;
             let mut len = 0usize;
             for &b in len_bytes {
@@ -163,8 +165,13 @@ pub(crate) fn time_to_unix(tlv: &Tlv<'_>) -> Result<u64, DerError> {
     if rest.len() != 11 || rest.last() != Some(&b'Z') {
         return Err(DerError::BadValue);
     }
-    let field = |i: usize| rest.get(i..i + 2).ok_or(DerError::BadValue).and_then(digits);
-    let (month, day, hour, minute, second) = (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
+    let field = |i: usize| {
+        rest.get(i..i + 2)
+            .ok_or(DerError::BadValue)
+            .and_then(digits)
+    };
+    let (month, day, hour, minute, second) =
+        (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
     if !(1..=12).contains(&month)
         || day < 1
         || day > days_in_month(year, month)

@@ -173,14 +173,14 @@ impl<'a> Trust<'a> {
                 }
             }
             Mode::Authorities { anchors, pins } => {
-                ca::verify_chain(anchors, chain, server_name, now_unix_secs).map_err(|e| {
-                    match e {
+                ca::verify_chain(anchors, chain, server_name, now_unix_secs).map_err(
+                    |e| match e {
                         ca::Failure::Config(e) => Error::Config(e),
                         ca::Failure::Certificate(reason) => {
                             Error::CertificateRejected { reason, presented }
                         }
-                    }
-                })?;
+                    },
+                )?;
                 if !pins.is_empty() && !pins_match(pins) {
                     return Err(Error::PinMismatch { presented });
                 }

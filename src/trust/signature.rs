@@ -172,16 +172,19 @@ where
 {
     use rsa::pkcs1::DecodeRsaPublicKey as _;
     use rsa::traits::PublicKeyParts as _;
-    rsa::RsaPublicKey::from_pkcs1_der(key)
-        .is_ok_and(|key| RSA_BITS.contains(&(key.size() * 8)) && rsa_pss::<D>(&key, message, signature))
+    rsa::RsaPublicKey::from_pkcs1_der(key).is_ok_and(|key| {
+        RSA_BITS.contains(&(key.size() * 8)) && rsa_pss::<D>(&key, message, signature)
+    })
 }
 
 /// Signature algorithms for certificate chains (CA mode), implemented with
 /// RustCrypto for `rustls-webpki`.
 pub(crate) mod chain {
-    use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
     use p256::ecdsa::signature::Verifier as _;
-    use rustls_pki_types::{AlgorithmIdentifier, InvalidSignature, SignatureVerificationAlgorithm, alg_id};
+    use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+    use rustls_pki_types::{
+        AlgorithmIdentifier, InvalidSignature, SignatureVerificationAlgorithm, alg_id,
+    };
     use sha2::Digest as _;
 
     /// One (public key algorithm, signature algorithm) pair.
@@ -238,7 +241,8 @@ pub(crate) mod chain {
         ) else {
             return false;
         };
-        key.verify_prehash(&sha2::Sha384::digest(message), &sig).is_ok()
+        key.verify_prehash(&sha2::Sha384::digest(message), &sig)
+            .is_ok()
     }
 
     #[cfg(feature = "p384")]
@@ -260,7 +264,8 @@ pub(crate) mod chain {
         ) else {
             return false;
         };
-        key.verify_prehash(&sha2::Sha256::digest(message), &sig).is_ok()
+        key.verify_prehash(&sha2::Sha256::digest(message), &sig)
+            .is_ok()
     }
 
     #[cfg(feature = "ed25519")]
@@ -271,7 +276,8 @@ pub(crate) mod chain {
         ) else {
             return false;
         };
-        ed25519_dalek::VerifyingKey::from_bytes(&key).is_ok_and(|k| k.verify_strict(message, &sig).is_ok())
+        ed25519_dalek::VerifyingKey::from_bytes(&key)
+            .is_ok_and(|k| k.verify_strict(message, &sig).is_ok())
     }
 
     static ECDSA_P256_SHA256: Algorithm = Algorithm {
