@@ -309,7 +309,10 @@ impl fmt::Display for CertificateError {
             Self::NotForServerAuthentication => {
                 f.write_str("it may not be used for TLS servers (extended key usage)")
             }
-            Self::BadSignature => f.write_str("a signature in the chain is invalid"),
+            Self::BadSignature => f.write_str(
+                "a signature in the chain does not verify with its issuer's key (an issuer \
+                 with the trusted CA's name but another key, or a corrupted certificate)",
+            ),
             Self::UnsupportedSignatureAlgorithm => f.write_str(
                 "a certificate is signed with an algorithm this build does not support \
                  (enable the `rsa`, `p384` or `ed25519` feature)",
@@ -398,7 +401,8 @@ impl From<embedded_tls::TlsError> for Error {
                 Self::Tls(TlsFailure::Aborted(Alert(description as u8)))
             }
             E::Io(kind) => Self::Io(kind),
-            E::IoError => Self::Io(embedded_io::ErrorKind::Other),
+            // embedded-tls's name for a read that returned 0 bytes: end of stream.
+            E::IoError => Self::ConnectionClosed,
             E::MissingHandshake => Self::Tls(TlsFailure::NotOpen),
             E::InsufficientSpace => Self::Tls(TlsFailure::RecordTooLarge),
             E::InvalidCipherSuite

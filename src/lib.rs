@@ -62,6 +62,11 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// Errors carry the presented fingerprints (84 bytes) and the expected server
+// name (up to 253 bytes) by design: they are what a user needs to fix a
+// failed connection. Without a heap they cannot be boxed, and they are
+// returned once per failed connection, not on a hot path.
+#![allow(clippy::result_large_err, clippy::large_enum_variant)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;

@@ -68,7 +68,7 @@ pub enum MaxFragmentLength {
 
 impl MaxFragmentLength {
     /// The plaintext bytes per record.
-    pub const fn len(self) -> usize {
+    pub const fn plaintext_len(self) -> usize {
         match self {
             Self::Bytes512 => 512,
             Self::Bytes1024 => 1024,
@@ -79,7 +79,7 @@ impl MaxFragmentLength {
 
     /// The read buffer that holds any record of this size.
     pub const fn read_buffer_len(self) -> usize {
-        self.len() + READ_OVERHEAD
+        self.plaintext_len() + READ_OVERHEAD
     }
 
     const fn to_embedded_tls(self) -> embedded_tls::MaxFragmentLength {
@@ -160,7 +160,7 @@ impl<'a> TlsOptions<'a> {
     /// The largest plaintext per record the server accepts from us.
     const fn max_plaintext(&self) -> usize {
         match self.max_fragment_length {
-            Some(length) => length.len(),
+            Some(length) => length.plaintext_len(),
             None => 1 << 14,
         }
     }
@@ -247,10 +247,13 @@ where
         warn_insecure(options.server_name);
     }
 
-    let mut config = TlsConfig::new().with_server_name(options.server_name);
-    if cfg!(feature = "rsa") {
-        config = config.enable_rsa_signatures();
-    }
+    // RSA schemes are offered even without the `rsa` feature: an RSA server
+    // then presents its certificate and is refused with
+    // `Error::UnsupportedKey(Rsa)`, naming the feature to enable, instead of
+    // hanging up on a ClientHello it has nothing in common with.
+    let mut config = TlsConfig::new()
+        .with_server_name(options.server_name)
+        .enable_rsa_signatures();
     if let Some(protocols) = options.alpn {
         config = config.with_alpn(protocols);
     }

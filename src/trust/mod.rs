@@ -130,7 +130,7 @@ impl<'a> Trust<'a> {
     /// anchors parse. [`connect`](crate::tls::connect) does this too.
     pub fn check(&self) -> Result<(), ConfigError> {
         match self.mode {
-            Mode::Pinned(pins) if pins.is_empty() => Err(ConfigError::NoPins),
+            Mode::Pinned([]) => Err(ConfigError::NoPins),
             Mode::Authorities { anchors, .. } => ca::check_anchors(anchors),
             _ => Ok(()),
         }
@@ -198,4 +198,75 @@ impl<'a> Trust<'a> {
 pub(crate) struct Accepted {
     pub presented: PresentedCertificate,
     pub key: ServerKey,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// GlobalSign Root CA (R1) and Root CA - R6, from Debian's ca-certificates.
+    const R1: &[u8] = include_bytes!("../../tests/data/globalsign-root-r1.der");
+    const R6: &[u8] = include_bytes!("../../tests/data/globalsign-root-r6.der");
+
+    #[test]
+    fn real_roots_are_valid_trust_anchors() {
+        assert_eq!(Trust::certificate_authorities(&[R1, R6]).check(), Ok(()));
+        let r1 = CertificateFields::parse(R1).expect("R1 parses");
+        assert_eq!(r1.public_key.algorithm, KeyAlgorithm::Rsa);
+        // `openssl x509 -noout -dates`: notAfter=Jan 28 12:00:00 2028 GMT
+        assert_eq!(r1.not_after, 1_832_673_600);
+        let key = ServerKey::from_public_key(&r1.public_key);
+        if cfg!(feature = "rsa") {
+            assert!(key.is_ok());
+        } else {
+            assert!(matches!(key, Err(Error::UnsupportedKey(KeyAlgorithm::Rsa))));
+        }
+    }
+
+    #[test]
+    fn bad_configurations_are_named() {
+        assert_eq!(
+            Trust::certificate_authorities(&[R1, b"not a certificate"]).check(),
+            Err(ConfigError::InvalidTrustAnchor { index: 1 })
+        );
+        assert_eq!(
+            Trust::certificate_authorities(&[]).check(),
+            Err(ConfigError::NoTrustAnchors)
+        );
+        assert_eq!(
+            Trust::certificate_authorities(&[R1; MAX_TRUST_ANCHORS + 1]).check(),
+            Err(ConfigError::TooManyTrustAnchors)
+        );
+        assert_eq!(Trust::pinned(&[]).check(), Err(ConfigError::NoPins));
+        assert_eq!(
+            Trust::insecure_accept_any_certificate()
+                .with_pins(&[])
+                .check(),
+            Err(ConfigError::NoPins)
+        );
+    }
+
+    #[test]
+    fn an_empty_chain_is_a_missing_certificate() {
+        let trust = Trust::insecure_accept_any_certificate();
+        assert_eq!(
+            trust.verify_server_certificate(&[], "x.test", None),
+            Err(Error::MissingCertificate)
+        );
+        assert_eq!(
+            trust.verify_server_certificate(&[b"\x30\x00"], "x.test", None),
+            Err(Error::MalformedCertificate)
+        );
+    }
+
+    #[test]
+    fn a_root_is_not_accepted_as_a_server_certificate() {
+        // The anchor itself, presented as a leaf: webpki refuses a CA as end entity.
+        let trust = Trust::certificate_authorities(&[R6]);
+        let result = trust.verify_server_certificate(&[R6], "mqtt.flespi.io", None);
+        assert!(
+            matches!(result, Err(Error::CertificateRejected { .. })),
+            "{result:?}"
+        );
+    }
 }
