@@ -5,10 +5,16 @@
 //! does not use are expected.
 #![allow(dead_code)]
 
+pub mod broker;
 pub mod pki;
 pub mod server;
 
+// Each test file uses only some of these.
+#[allow(unused_imports)]
+pub use broker::*;
+#[allow(unused_imports)]
 pub use pki::*;
+#[allow(unused_imports)]
 pub use server::*;
 
 use std::future::Future;
