@@ -632,12 +632,12 @@ const fn parse_bytes(text: &str) -> Result<Parsed, FingerprintError> {
             i += 1;
             continue;
         }
-        if let Some(expected) = closer {
-            if c == expected {
-                closed = true;
-                i += 1;
-                continue;
-            }
+        if let Some(expected) = closer
+            && c == expected
+        {
+            closed = true;
+            i += 1;
+            continue;
         }
 
         let start = i;
