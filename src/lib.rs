@@ -73,6 +73,7 @@ extern crate alloc;
 
 pub mod error;
 pub mod fingerprint;
+pub mod mqtt;
 pub mod tls;
 pub mod trust;
 

@@ -1,0 +1,171 @@
+//! Topic names and topic filters (MQTT 3.1.1 §4.7, §1.5.3).
+
+/// Why a topic name or filter is invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum TopicError {
+    /// Topics are at least one character long (§4.7.3).
+    Empty,
+    /// Longer than 65,535 bytes of UTF-8 (§1.5.3).
+    TooLong,
+    /// Not well-formed UTF-8 (§1.5.3).
+    InvalidUtf8,
+    /// Contains U+0000 (§1.5.3).
+    NullCharacter,
+    /// A topic name (what is published to) contains `+` or `#` (§4.7.1).
+    Wildcard,
+    /// In a filter, `#` is not alone as the last level, or `+` is not a whole level (§4.7.1.2, §4.7.1.3).
+    MisplacedWildcard,
+}
+
+impl core::fmt::Display for TopicError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Empty => "the topic is empty",
+            Self::TooLong => "the topic is longer than 65,535 bytes",
+            Self::InvalidUtf8 => "the topic is not valid UTF-8",
+            Self::NullCharacter => "the topic contains a NUL character",
+            Self::Wildcard => "a topic name cannot contain the wildcards '+' or '#'",
+            Self::MisplacedWildcard => {
+                "'#' must be the last level alone and '+' a whole level (e.g. \"a/+/b\", \"a/#\")"
+            }
+        })
+    }
+}
+
+impl core::error::Error for TopicError {}
+
+fn common(topic: &str) -> Result<(), TopicError> {
+    if topic.is_empty() {
+        Err(TopicError::Empty)
+    } else if topic.len() > usize::from(u16::MAX) {
+        Err(TopicError::TooLong)
+    } else if topic.contains('\0') {
+        Err(TopicError::NullCharacter)
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks a topic name, as published to (§4.7): no wildcards.
+pub fn validate_name(topic: &str) -> Result<(), TopicError> {
+    common(topic)?;
+    if topic.contains(['+', '#']) {
+        return Err(TopicError::Wildcard);
+    }
+    Ok(())
+}
+
+/// Checks a topic name received as bytes.
+pub(crate) fn validate_name_bytes(topic: &[u8]) -> Result<&str, TopicError> {
+    let topic = core::str::from_utf8(topic).map_err(|_| TopicError::InvalidUtf8)?;
+    validate_name(topic).map(|()| topic)
+}
+
+/// Checks a topic filter, as subscribed to (§4.7.1): `+` matches one whole
+/// level, `#` the rest and must come last.
+pub fn validate_filter(filter: &str) -> Result<(), TopicError> {
+    common(filter)?;
+    let mut levels = filter.split('/').peekable();
+    while let Some(level) = levels.next() {
+        let is_last = levels.peek().is_none();
+        match level {
+            "#" if is_last => {}
+            "+" => {}
+            level if level.contains(['+', '#']) => return Err(TopicError::MisplacedWildcard),
+            _ => {}
+        }
+        if level == "#" && !is_last {
+            return Err(TopicError::MisplacedWildcard);
+        }
+    }
+    Ok(())
+}
+
+/// Whether a topic name matches a filter (§4.7). Topics starting with `$`
+/// are not matched by filters starting with a wildcard (§4.7.2).
+pub fn matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && filter.starts_with(['+', '#']) {
+        return false;
+    }
+    let mut topic_levels = topic.split('/');
+    for filter_level in filter.split('/') {
+        match (filter_level, topic_levels.next()) {
+            ("#", _) => return true,
+            ("+", Some(_)) => {}
+            (f, Some(t)) if f == t => {}
+            _ => return false,
+        }
+    }
+    topic_levels.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(validate_name("a/b/c"), Ok(()));
+        assert_eq!(validate_name("/"), Ok(()));
+        assert_eq!(validate_name("flespi/state"), Ok(()));
+        assert_eq!(validate_name(""), Err(TopicError::Empty));
+        assert_eq!(validate_name("a/+"), Err(TopicError::Wildcard));
+        assert_eq!(validate_name("a#"), Err(TopicError::Wildcard));
+        assert_eq!(validate_name("a\0b"), Err(TopicError::NullCharacter));
+        assert_eq!(
+            validate_name_bytes(&[0xC3, 0x28]),
+            Err(TopicError::InvalidUtf8)
+        );
+        let long = "x".repeat(65_536);
+        assert_eq!(validate_name(&long), Err(TopicError::TooLong));
+        assert_eq!(validate_name(&long[1..]), Ok(()));
+    }
+
+    #[test]
+    fn filters() {
+        for ok in [
+            "#",
+            "+",
+            "a/#",
+            "a/+/b",
+            "+/+",
+            "/+",
+            "a//b",
+            "sport/tennis/#",
+            "$SYS/#",
+        ] {
+            assert_eq!(validate_filter(ok), Ok(()), "{ok}");
+        }
+        for bad in ["a/#/b", "a#", "#/", "a+/b", "a/b+", "##", "+a"] {
+            assert_eq!(
+                validate_filter(bad),
+                Err(TopicError::MisplacedWildcard),
+                "{bad}"
+            );
+        }
+        assert_eq!(validate_filter(""), Err(TopicError::Empty));
+    }
+
+    #[test]
+    fn matching_follows_the_specification_examples() {
+        // §4.7.1.2 and §4.7.1.3
+        assert!(matches("sport/tennis/player1/#", "sport/tennis/player1"));
+        assert!(matches(
+            "sport/tennis/player1/#",
+            "sport/tennis/player1/ranking"
+        ));
+        assert!(matches("sport/#", "sport"));
+        assert!(matches("sport/tennis/+", "sport/tennis/player1"));
+        assert!(!matches("sport/tennis/+", "sport/tennis/player1/ranking"));
+        assert!(!matches("sport/+", "sport"));
+        assert!(matches("sport/+", "sport/"));
+        assert!(matches("+/+", "/finance"));
+        assert!(matches("/+", "/finance"));
+        assert!(!matches("+", "/finance"));
+        // §4.7.2
+        assert!(!matches("#", "$SYS/x"));
+        assert!(matches("$SYS/#", "$SYS/x"));
+    }
+}
