@@ -141,3 +141,7 @@ async fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(feature = "defmt")]
+#[path = "../tests/support/defmt_logger.rs"]
+mod defmt_logger;

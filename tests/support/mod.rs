@@ -43,3 +43,6 @@ pub async fn join_server<T>(handle: JoinHandle<T>) -> T {
         Err(e) => panic!("server task did not complete: {e}"),
     }
 }
+
+#[cfg(feature = "defmt")]
+mod defmt_logger;

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Cross-build the `mqtts` library (no linking) for the embedded targets it
+# is meant for, with Debian's Rust toolchain (rustc-web / cargo-web /
+# rust-web-src), which ships the std sources that `-Zbuild-std` needs; the
+# rustup toolchain on the CI machine has the host target only and no rust-src.
+#
+# Usage: bash scripts/cross-build.sh      (from anywhere; builds the repo it lives in)
+# Env:   CROSS_TARGET_DIR  target dir for these builds (default: <repo>/target/cross,
+#                          kept apart from the rustup toolchain's artifacts)
+#        DEB_BIN           where Debian's cargo/rustc live (default: /usr/bin)
+#
+# Every combination below is built even if an earlier one fails; the script
+# then exits non-zero and lists the failures.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+DEB_BIN="${DEB_BIN:-/usr/bin}"
+CROSS_TARGET_DIR="${CROSS_TARGET_DIR:-$repo_root/target/cross}"
+
+# target|features ("" = default features). Library build only.
+COMBINATIONS=(
+    "riscv32imc-unknown-none-elf|"              # ESP32-C3
+    "thumbv7em-none-eabihf|"                    # Cortex-M4F / M7F
+    "riscv32imc-unknown-none-elf|p384,ed25519"
+    "thumbv7em-none-eabihf|p384,ed25519"
+    "thumbv7em-none-eabihf|rsa"
+    # rsa's spin needs CAS, which riscv32imc lacks: Cargo.toml routes it
+    # through portable-atomic there (firmware provides critical-section).
+    "riscv32imc-unknown-none-elf|rsa"
+    "riscv32imc-unknown-none-elf|embassy-time"
+)
+
+die() { echo "cross-build: ERROR: $*" >&2; exit 1; }
+
+# --- Debian toolchain, never rustup's -----------------------------------
+[[ -x "$DEB_BIN/cargo" && -x "$DEB_BIN/rustc" ]] \
+    || die "Debian's cargo/rustc not found in $DEB_BIN (apt-get install rustc-web cargo-web rust-web-src)"
+# Debian's cargo must not run rustup's rustc (or its proxies): pin RUSTC and
+# put Debian's bin dir first for anything else cargo spawns (rustdoc, ...).
+export RUSTC="$DEB_BIN/rustc"
+export RUSTDOC="$DEB_BIN/rustdoc"
+export PATH="$DEB_BIN:$PATH"
+unset RUSTUP_TOOLCHAIN RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER CARGO_BUILD_RUSTC CARGO_BUILD_RUSTC_WRAPPER CARGO 2>/dev/null || true
+# -Zbuild-std is unstable; Debian's stable compiler needs this to accept it.
+export RUSTC_BOOTSTRAP=1
+DEB_CARGO="$DEB_BIN/cargo"
+
+sysroot="$("$RUSTC" --print sysroot)"
+[[ -f "$sysroot/lib/rustlib/src/rust/library/core/src/lib.rs" ]] \
+    || die "no std sources under $sysroot/lib/rustlib/src/rust (apt-get install rust-web-src)"
+
+echo "cross-build: cargo = $DEB_CARGO ($("$DEB_CARGO" --version))"
+echo "cross-build: rustc = $RUSTC ($("$RUSTC" --version))"
+echo "cross-build: target dir = $CROSS_TARGET_DIR"
+
+for combo in "${COMBINATIONS[@]}"; do
+    target="${combo%%|*}"
+    "$RUSTC" --print target-list | grep -qx "$target" || die "$RUSTC does not know target $target"
+done
+
+# --- builds ---------------------------------------------------------------
+built=()
+failed=()
+for combo in "${COMBINATIONS[@]}"; do
+    target="${combo%%|*}"
+    features="${combo#*|}"
+    label="$target [features: ${features:-default}]"
+    args=(build --lib -Zbuild-std=core,alloc --target "$target" --target-dir "$CROSS_TARGET_DIR")
+    [[ -n "$features" ]] && args+=(--features "$features")
+    echo
+    echo "----- cross-build: $label"
+    echo "+ $DEB_CARGO ${args[*]}"
+    start=$SECONDS
+    if "$DEB_CARGO" "${args[@]}"; then
+        rlib="$CROSS_TARGET_DIR/$target/debug/libmqtts.rlib"
+        [[ -f "$rlib" ]] || die "build of $label succeeded but $rlib is missing"
+        echo "cross-build: OK $label -> $rlib ($(stat -c %s "$rlib") bytes, $((SECONDS - start))s)"
+        built+=("$label")
+    else
+        echo "cross-build: FAILED $label ($((SECONDS - start))s)" >&2
+        failed+=("$label")
+    fi
+done
+
+echo
+echo "cross-build: summary"
+for b in "${built[@]}"; do echo "  built:  $b"; done
+for f in "${failed[@]+"${failed[@]}"}"; do echo "  FAILED: $f"; done
+if ((${#failed[@]})); then
+    die "${#failed[@]} cross build(s) failed"
+fi
