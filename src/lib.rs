@@ -74,6 +74,7 @@ extern crate alloc;
 pub mod error;
 pub mod fingerprint;
 pub mod mqtt;
+pub mod time;
 pub mod tls;
 pub mod trust;
 

@@ -14,13 +14,18 @@
 //!
 //! [embedded-tls]: https://docs.rs/embedded-tls
 
+mod socket;
 mod verifier;
 
+pub use socket::{NoTimer, ReadDeadline};
+
 use crate::error::{ConfigError, Error};
+use crate::time::{Millis, Timer};
 use crate::trust::{PresentedCertificate, Trust};
 use embedded_io_async::{Read, Write};
 use embedded_tls::{Aes128GcmSha256, CryptoProvider, TlsConfig, TlsConnection, TlsContext};
 use rand_core::{CryptoRng, RngCore};
+use socket::DeadlineSocket;
 use verifier::TrustVerifier;
 
 /// Bytes embedded-tls reserves in the write buffer for a record's header,
@@ -216,6 +221,63 @@ where
     S: Read + Write + 'b,
     R: RngCore + CryptoRng,
 {
+    open(
+        DeadlineSocket::new(socket, None),
+        read_buffer,
+        write_buffer,
+        rng,
+        options,
+    )
+    .await
+}
+
+/// Like [`connect`], returning a stream whose reads can stop at a deadline
+/// without losing data ([`TlsStream::read_before`]): what an MQTT client
+/// needs to send keep-alive pings while it waits for packets.
+///
+/// `deadline` is shared state between the stream and its socket; it must
+/// outlive the stream (the MQTT session keeps one).
+pub async fn connect_with_timer<'b, S, R, T>(
+    socket: S,
+    deadline: &'b ReadDeadline,
+    timer: T,
+    read_buffer: &'b mut [u8],
+    write_buffer: &'b mut [u8],
+    rng: &mut R,
+    options: &TlsOptions<'_>,
+) -> Result<TlsStream<'b, S, T>, Error>
+where
+    S: Read + Write + 'b,
+    R: RngCore + CryptoRng,
+    T: Timer + 'b,
+{
+    deadline.set(None);
+    open(
+        DeadlineSocket::new(socket, Some((deadline, timer))),
+        read_buffer,
+        write_buffer,
+        rng,
+        options,
+    )
+    .await
+    .map(|mut stream| {
+        stream.deadline = Some(deadline);
+        stream
+    })
+}
+
+async fn open<'b, S, R, T>(
+    socket: DeadlineSocket<'b, S, T>,
+    read_buffer: &'b mut [u8],
+    write_buffer: &'b mut [u8],
+    rng: &mut R,
+    options: &TlsOptions<'_>,
+) -> Result<TlsStream<'b, S, T>, Error>
+where
+    S: Read + Write + 'b,
+    R: RngCore + CryptoRng,
+    T: Timer + 'b,
+{
     rustls_pki_types::ServerName::try_from(options.server_name)
         .map_err(|_| ConfigError::InvalidServerName)?;
     options.trust.check()?;
@@ -282,6 +344,7 @@ where
         connection,
         peer,
         insecure: options.trust.is_insecure(),
+        deadline: None,
     })
 }
 
@@ -301,18 +364,21 @@ fn warn_insecure(_server_name: &str) {
 ///
 /// Writes are buffered until [`Write::flush`]; a buffer that fills is sent
 /// as a full record. Reads return decrypted application data.
-pub struct TlsStream<'b, S>
+pub struct TlsStream<'b, S, T = NoTimer>
 where
     S: Read + Write + 'b,
+    T: Timer + 'b,
 {
-    connection: TlsConnection<'b, S, Aes128GcmSha256>,
+    connection: TlsConnection<'b, DeadlineSocket<'b, S, T>, Aes128GcmSha256>,
     peer: PresentedCertificate,
     insecure: bool,
+    deadline: Option<&'b ReadDeadline>,
 }
 
-impl<'b, S> TlsStream<'b, S>
+impl<'b, S, T> TlsStream<'b, S, T>
 where
     S: Read + Write + 'b,
+    T: Timer + 'b,
 {
     /// The fingerprints of the certificate the server presented.
     pub fn peer_certificate(&self) -> &PresentedCertificate {
@@ -328,15 +394,42 @@ where
     /// Sends close_notify and returns the socket.
     pub async fn close(self) -> (S, Result<(), Error>) {
         match self.connection.close().await {
-            Ok(socket) => (socket, Ok(())),
-            Err((socket, e)) => (socket, Err(e.into())),
+            Ok(socket) => (socket.into_inner(), Ok(())),
+            Err((socket, e)) => (socket.into_inner(), Err(e.into())),
+        }
+    }
+
+    /// Reads decrypted data, or returns `Ok(None)` once `deadline` (on the
+    /// timer given to [`connect_with_timer`]) has passed; nothing is lost
+    /// either way. A stream from [`connect`] has no timer and waits for data.
+    pub async fn read_before(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Millis,
+    ) -> Result<Option<usize>, Error> {
+        if let Some(cell) = self.deadline {
+            cell.set(Some(deadline));
+        }
+        let result = self.connection.read(buf).await;
+        if let Some(cell) = self.deadline {
+            cell.set(None);
+        }
+        match result {
+            Ok(n) => Ok(Some(n)),
+            Err(embedded_tls::TlsError::Io(embedded_io::ErrorKind::TimedOut))
+                if self.deadline.is_some() =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 }
 
-impl<'b, S> core::fmt::Debug for TlsStream<'b, S>
+impl<'b, S, T> core::fmt::Debug for TlsStream<'b, S, T>
 where
     S: Read + Write + 'b,
+    T: Timer + 'b,
 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("TlsStream")
@@ -346,25 +439,28 @@ where
     }
 }
 
-impl<'b, S> embedded_io::ErrorType for TlsStream<'b, S>
+impl<'b, S, T> embedded_io::ErrorType for TlsStream<'b, S, T>
 where
     S: Read + Write + 'b,
+    T: Timer + 'b,
 {
     type Error = Error;
 }
 
-impl<'b, S> Read for TlsStream<'b, S>
+impl<'b, S, T> Read for TlsStream<'b, S, T>
 where
     S: Read + Write + 'b,
+    T: Timer + 'b,
 {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         self.connection.read(buf).await.map_err(Error::from)
     }
 }
 
-impl<'b, S> Write for TlsStream<'b, S>
+impl<'b, S, T> Write for TlsStream<'b, S, T>
 where
     S: Read + Write + 'b,
+    T: Timer + 'b,
 {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
         self.connection.write(buf).await.map_err(Error::from)

@@ -46,3 +46,33 @@ pub async fn join_server<T>(handle: JoinHandle<T>) -> T {
 
 #[cfg(feature = "defmt")]
 mod defmt_logger;
+
+/// [`mqtts::time::Timer`] on tokio's clock (milliseconds since creation).
+#[derive(Debug, Clone, Copy)]
+pub struct TokioTimer {
+    start: tokio::time::Instant,
+}
+
+impl TokioTimer {
+    pub fn new() -> Self {
+        Self {
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for TokioTimer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl mqtts::time::Timer for TokioTimer {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    async fn sleep_until(&mut self, deadline: u64) {
+        tokio::time::sleep_until(self.start + Duration::from_millis(deadline)).await;
+    }
+}

@@ -1,0 +1,211 @@
+//! The socket embedded-tls reads through: it makes TLS reads stoppable at a
+//! deadline without losing stream data.
+//!
+//! embedded-tls is not cancel-safe: a read future dropped after it took
+//! part of a record from the socket loses those bytes (the record header is
+//! a local variable there), and a record restarted after part of its body
+//! was read makes it read past the record (0.19 asks for the whole body
+//! again). An MQTT client must stop waiting for data to send PINGREQ, so
+//! this socket tracks TLS records (RFC 8446 §5.1) and hands embedded-tls
+//! each record in two steps that cannot be half done:
+//! - the 5-byte header, kept here until it is complete;
+//! - the body, written straight into embedded-tls's buffer and reported
+//!   only when complete. If the read stops before (deadline or a dropped
+//!   future), embedded-tls restarts the record: this socket gives it the
+//!   same header again, checks it asks for the same buffer (the bytes
+//!   already written are still there) and continues filling it.
+//!
+//! So TLS reads are cancel-safe whenever the caller's socket reads are
+//! (embassy-net's and tokio's are), and a deadline fails a read with
+//! [`ErrorKind::TimedOut`] without losing anything.
+
+use crate::time::{Millis, Timer};
+use core::cell::Cell;
+use embedded_io::{ErrorKind, ErrorType};
+use embedded_io_async::{Read, Write};
+
+/// Where a TLS read may stop waiting for a new record; shared between the
+/// stream and the socket inside embedded-tls.
+#[derive(Debug, Default)]
+pub struct ReadDeadline(Cell<Option<Millis>>);
+
+impl ReadDeadline {
+    /// No deadline.
+    pub const fn new() -> Self {
+        Self(Cell::new(None))
+    }
+
+    pub(crate) fn set(&self, deadline: Option<Millis>) {
+        self.0.set(deadline);
+    }
+
+    fn get(&self) -> Option<Millis> {
+        self.0.get()
+    }
+}
+
+/// A TLS record header's length.
+const HEADER_LEN: usize = 5;
+
+/// The caller's socket, with record tracking and an optional read deadline.
+pub(crate) struct DeadlineSocket<'d, S, T> {
+    inner: S,
+    deadline: Option<(&'d ReadDeadline, T)>,
+    header: [u8; HEADER_LEN],
+    /// Header bytes read from the socket.
+    header_read: usize,
+    /// Header bytes handed to embedded-tls (`HEADER_LEN` once it has them all).
+    header_delivered: usize,
+    /// The body of the current record is being read.
+    in_body: bool,
+    body_len: usize,
+    /// Body bytes already written into embedded-tls's buffer...
+    body_filled: usize,
+    /// ...which is this one (address and length), so a restart can be checked.
+    body_region: (usize, usize),
+}
+
+impl<'d, S, T> DeadlineSocket<'d, S, T> {
+    pub fn new(inner: S, deadline: Option<(&'d ReadDeadline, T)>) -> Self {
+        Self {
+            inner,
+            deadline,
+            header: [0; HEADER_LEN],
+            header_read: 0,
+            header_delivered: 0,
+            in_body: false,
+            body_len: 0,
+            body_filled: 0,
+            body_region: (0, 0),
+        }
+    }
+
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    fn record_done(&mut self) {
+        self.header_read = 0;
+        self.header_delivered = 0;
+        self.in_body = false;
+        self.body_len = 0;
+        self.body_filled = 0;
+    }
+}
+
+impl<S: ErrorType, T> ErrorType for DeadlineSocket<'_, S, T> {
+    type Error = ErrorKind;
+}
+
+/// Reads from `inner`, or `Ok(None)` once the deadline (if any) passed.
+async fn read_until<S: Read, T: Timer>(
+    inner: &mut S,
+    deadline: &mut Option<(&ReadDeadline, T)>,
+    buf: &mut [u8],
+) -> Result<Option<usize>, ErrorKind> {
+    use embassy_futures::select::{Either, select};
+    use embedded_io::Error as _;
+    let read = inner.read(buf);
+    let result = match deadline {
+        Some((deadline, timer)) => match deadline.get() {
+            Some(at) => match select(read, timer.sleep_until(at)).await {
+                Either::First(result) => result,
+                Either::Second(()) => return Ok(None),
+            },
+            None => read.await,
+        },
+        None => read.await,
+    };
+    result.map(Some).map_err(|e| e.kind())
+}
+
+impl<S: Read, T: Timer> Read for DeadlineSocket<'_, S, T> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            // A header, complete, not (or not entirely) handed over: a new
+            // record, or a record embedded-tls restarts.
+            if self.header_read == HEADER_LEN && self.header_delivered < HEADER_LEN {
+                let pending = self.header.get(self.header_delivered..).unwrap_or_default();
+                let n = pending.len().min(buf.len());
+                buf[..n].copy_from_slice(&pending[..n]);
+                self.header_delivered += n;
+                if self.header_delivered == HEADER_LEN && !self.in_body {
+                    let [_, _, _, hi, lo] = self.header;
+                    self.body_len = usize::from(u16::from_be_bytes([hi, lo]));
+                    self.in_body = self.body_len > 0;
+                    self.body_filled = 0;
+                    if !self.in_body {
+                        self.record_done();
+                    }
+                }
+                return Ok(n);
+            }
+
+            if self.in_body {
+                let region = (buf.as_ptr() as usize, buf.len());
+                if buf.len() != self.body_len
+                    || (self.body_filled > 0 && region != self.body_region)
+                {
+                    // Not the request embedded-tls 0.19 makes: resuming would
+                    // corrupt the stream, so refuse.
+                    return Err(ErrorKind::Unsupported);
+                }
+                self.body_region = region;
+                // Until the body is complete, a stop means embedded-tls will
+                // restart the record: the header must be handed over again.
+                self.header_delivered = 0;
+                while self.body_filled < self.body_len {
+                    let rest = buf.get_mut(self.body_filled..).unwrap_or_default();
+                    match read_until(&mut self.inner, &mut self.deadline, rest).await? {
+                        Some(0) => return Ok(0),
+                        Some(n) => self.body_filled += n,
+                        None => return Err(ErrorKind::TimedOut),
+                    }
+                }
+                let n = self.body_len;
+                self.record_done();
+                return Ok(n);
+            }
+
+            while self.header_read < HEADER_LEN {
+                let rest = self.header.get_mut(self.header_read..).unwrap_or_default();
+                match read_until(&mut self.inner, &mut self.deadline, rest).await? {
+                    Some(0) => return Ok(0),
+                    Some(n) => self.header_read += n,
+                    None => return Err(ErrorKind::TimedOut),
+                }
+            }
+            self.header_delivered = 0;
+            // Hand it over: the branch at the top.
+        }
+    }
+}
+
+impl<S: Write, T> Write for DeadlineSocket<'_, S, T> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+        use embedded_io::Error as _;
+        self.inner.write(buf).await.map_err(|e| e.kind())
+    }
+
+    async fn flush(&mut self) -> Result<(), ErrorKind> {
+        use embedded_io::Error as _;
+        self.inner.flush().await.map_err(|e| e.kind())
+    }
+}
+
+/// A [`Timer`] for TLS streams without a deadline: it never fires.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoTimer;
+
+impl Timer for NoTimer {
+    fn now(&self) -> Millis {
+        0
+    }
+
+    async fn sleep_until(&mut self, _deadline: Millis) {
+        core::future::pending::<()>().await;
+    }
+}
