@@ -1,7 +1,14 @@
 //! Errors: each variant names the cause and carries what a person needs to fix it.
 
+use crate::mqtt::{ConnackCode, PacketId, PacketType, ProtocolError, TopicError};
 use crate::trust::{KeyAlgorithm, PresentedCertificate};
 use core::fmt;
+
+/// How much of a refused filter an error keeps.
+pub const MAX_FILTER_IN_ERROR: usize = 64;
+
+/// A topic filter kept inside an error (truncated to [`MAX_FILTER_IN_ERROR`] bytes).
+pub type FilterName = heapless::String<MAX_FILTER_IN_ERROR>;
 
 /// The longest DNS name (RFC 1035 §2.3.4): the capacity of [`ServerName`].
 pub const MAX_SERVER_NAME_LEN: usize = 253;
@@ -60,6 +67,71 @@ pub enum Error {
     UnexpectedHandshakeMessage,
     /// The configuration passed to mqtts cannot work; nothing was sent.
     Config(ConfigError),
+    /// The broker broke MQTT 3.1.1; the connection was abandoned.
+    Protocol(ProtocolError),
+    /// The broker refused the connection (CONNACK return code, §3.2.2.3).
+    ConnectionRefused(ConnackCode),
+    /// The broker stayed silent past the keep-alive deadline (§3.1.2.10):
+    /// the connection is dead.
+    KeepAliveTimeout,
+    /// A topic name or filter is invalid; nothing was sent.
+    InvalidTopic(TopicError),
+    /// A packet does not fit the buffer it must be written to; nothing was sent.
+    PacketTooLarge {
+        /// The packet's size in bytes.
+        size: usize,
+        /// The buffer's capacity.
+        capacity: usize,
+    },
+    /// `N` QoS 1/2 messages are already in flight: poll for their
+    /// completion first; nothing was sent.
+    InFlightFull {
+        /// The session's `N`.
+        max: usize,
+    },
+    /// The session outbox cannot hold this message until it is
+    /// acknowledged; nothing was sent.
+    OutboxFull {
+        /// The message's encoded size.
+        needed: usize,
+        /// Free bytes in the outbox.
+        available: usize,
+        /// The outbox's size.
+        capacity: usize,
+    },
+    /// The broker sent more unreleased QoS 2 messages than the session
+    /// tracks (`N`); exactly-once delivery could not be kept.
+    Qos2ReceiveWindowFull {
+        /// The session's `N`.
+        max: usize,
+    },
+    /// The message was sent, but its acknowledgement is behind incoming
+    /// messages that fill the receive buffer: call `poll()`, which delivers
+    /// them and then reports `Event::Published` for this identifier.
+    AckPending(PacketId),
+    /// The broker refused a subscription (SUBACK 0x80, §3.9.3).
+    SubscriptionRefused {
+        /// Its position in the filters passed.
+        index: usize,
+        /// The filter (truncated to 64 bytes).
+        filter: FilterName,
+    },
+    /// More filters in one SUBSCRIBE or UNSUBSCRIBE than mqtts handles at once.
+    TooManyFilters {
+        /// The limit.
+        max: usize,
+    },
+    /// The broker sent a packet (not a PUBLISH) larger than the receive buffer.
+    FrameTooLarge {
+        /// The packet type.
+        packet: PacketType,
+        /// Its size in bytes.
+        size: usize,
+        /// The receive buffer's size.
+        capacity: usize,
+    },
+    /// The connection failed before; open a new one.
+    Disconnected,
 }
 
 /// Why a CA-validated certificate chain was refused (RFC 5280 §6).
@@ -156,6 +228,12 @@ pub enum ConfigError {
         /// Its position in the list.
         index: usize,
     },
+    /// A password without a user name (MQTT 3.1.1 §3.1.2.9).
+    PasswordWithoutUserName,
+    /// An empty client identifier needs a clean session (§3.1.3.1).
+    EmptyClientIdNeedsCleanSession,
+    /// A CONNECT field is longer than 65,535 bytes.
+    FieldTooLong,
     /// A record buffer is smaller than a handshake needs.
     BufferTooSmall {
         /// `"read"` or `"write"`.
@@ -277,6 +355,50 @@ impl fmt::Display for Error {
                 "the server sent CertificateVerify out of order; refused",
             ),
             Self::Config(e) => write!(f, "invalid configuration: {e}"),
+            Self::Protocol(e) => write!(f, "MQTT protocol violation by the broker: {e}"),
+            Self::ConnectionRefused(code) => write!(f, "the broker refused the connection: {code}"),
+            Self::KeepAliveTimeout => f.write_str(
+                "the broker did not answer within the keep-alive deadline: the connection is dead",
+            ),
+            Self::InvalidTopic(e) => write!(f, "invalid topic: {e}"),
+            Self::PacketTooLarge { size, capacity } => write!(
+                f,
+                "the packet needs {size} bytes but the buffer holds {capacity}; nothing was sent"
+            ),
+            Self::InFlightFull { max } => write!(
+                f,
+                "{max} QoS 1/2 messages are already waiting for acknowledgement; poll first"
+            ),
+            Self::OutboxFull {
+                needed,
+                available,
+                capacity,
+            } => write!(
+                f,
+                "the session outbox has {available} of {capacity} bytes free, the message needs {needed}"
+            ),
+            Self::Qos2ReceiveWindowFull { max } => write!(
+                f,
+                "the broker sent more than {max} unreleased QoS 2 messages (raise the session's N)"
+            ),
+            Self::AckPending(id) => write!(
+                f,
+                "message {id} was sent; its acknowledgement waits behind unread messages: poll()"
+            ),
+            Self::SubscriptionRefused { index, filter } => write!(
+                f,
+                "the broker refused the subscription to {filter:?} (filter #{index})"
+            ),
+            Self::TooManyFilters { max } => write!(f, "more than {max} filters at once"),
+            Self::FrameTooLarge {
+                packet,
+                size,
+                capacity,
+            } => write!(
+                f,
+                "the broker sent a {packet:?} of {size} bytes; the receive buffer holds {capacity}"
+            ),
+            Self::Disconnected => f.write_str("the connection failed earlier; reconnect"),
         }
     }
 }
@@ -367,11 +489,39 @@ impl fmt::Display for ConfigError {
             Self::InvalidTrustAnchor { index } => {
                 write!(f, "trust anchor #{index} is not a valid DER certificate")
             }
+            Self::PasswordWithoutUserName => {
+                f.write_str("MQTT 3.1.1 allows a password only with a user name")
+            }
+            Self::EmptyClientIdNeedsCleanSession => {
+                f.write_str("an empty client identifier needs a clean session")
+            }
+            Self::FieldTooLong => f.write_str("a CONNECT field is longer than 65,535 bytes"),
             Self::BufferTooSmall { buffer, len, min } => write!(
                 f,
                 "the {buffer} buffer has {len} bytes; at least {min} are needed"
             ),
         }
+    }
+}
+
+impl fmt::Display for ConnackCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Accepted => "accepted",
+            Self::UnacceptableProtocolVersion => {
+                "code 1: the broker does not accept MQTT 3.1.1"
+            }
+            Self::IdentifierRejected => {
+                "code 2: client identifier rejected (empty, too long or not allowed)"
+            }
+            Self::ServerUnavailable => "code 3: the MQTT service is unavailable; try again later",
+            Self::BadUserNameOrPassword => {
+                "code 4: bad user name or password (for flespi: check the token)"
+            }
+            Self::NotAuthorized => {
+                "code 5: not authorized (for flespi: the token is wrong, expired or lacks MQTT rights)"
+            }
+        })
     }
 }
 
@@ -419,6 +569,27 @@ impl From<embedded_tls::TlsError> for Error {
             | E::InvalidPrivateKey
             | E::UnableToInitializeCryptoEngine => Self::Tls(TlsFailure::Internal),
             _ => Self::Tls(TlsFailure::ProtocolViolation),
+        }
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Self {
+        Self::Protocol(e)
+    }
+}
+
+impl From<TopicError> for Error {
+    fn from(e: TopicError) -> Self {
+        Self::InvalidTopic(e)
+    }
+}
+
+impl From<crate::mqtt::encode::EncodeError> for Error {
+    fn from(e: crate::mqtt::encode::EncodeError) -> Self {
+        Self::PacketTooLarge {
+            size: e.needed,
+            capacity: e.capacity,
         }
     }
 }

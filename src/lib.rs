@@ -70,13 +70,19 @@
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
+#[cfg(test)]
+extern crate std;
 
+pub mod client;
 pub mod error;
 pub mod fingerprint;
 pub mod mqtt;
+pub mod session;
 pub mod time;
 pub mod tls;
+pub mod transport;
 pub mod trust;
 
 pub use error::Error;
 pub use fingerprint::{Fingerprint, FingerprintError};
+pub use session::Session;

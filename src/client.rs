@@ -1,0 +1,1120 @@
+//! The MQTT 3.1.1 client: CONNECT, PUBLISH at QoS 0/1/2, SUBSCRIBE,
+//! keep-alive and persistent sessions over any [`Transport`] (a pinned
+//! [`TlsStream`](crate::tls::TlsStream) in production, a plain socket in
+//! tests).
+//!
+//! ```no_run
+//! # async fn demo<T: mqtts::transport::Transport, TM: mqtts::time::Timer>(transport: T, timer: TM)
+//! # -> Result<(), mqtts::Error> {
+//! use mqtts::client::{Client, ConnectOptions, Event};
+//! use mqtts::mqtt::QoS;
+//!
+//! let mut outbox = [0u8; 2048];
+//! let mut session: mqtts::Session<'_, 8> = mqtts::Session::new(&mut outbox);
+//! let (mut rx, mut tx) = ([0u8; 1024], [0u8; 512]);
+//! let subscriptions = [("devices/42/cmd", QoS::AtLeastOnce)];
+//! let options = ConnectOptions::new("device-42")
+//!     .with_credentials("FlespiToken XXXX", b"")
+//!     .with_keep_alive(60)
+//!     .with_subscriptions(&subscriptions);
+//! let (mut client, connected) =
+//!     Client::connect(transport, timer, &mut session, &mut rx, &mut tx, &options).await?;
+//! client.publish("devices/42/state", b"{\"on\":true}", QoS::AtLeastOnce, false).await?;
+//! loop {
+//!     match client.poll().await? {
+//!         Event::Message(message) => { /* message.topic, message.payload */ }
+//!         Event::MessageTooLarge { size, capacity, .. } => { /* log it */ }
+//!         _ => {}
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! # Reading and cancellation
+//!
+//! All waiting (for packets, for acknowledgements, for the keep-alive
+//! timer) happens inside [`Client::poll`] and the `async` methods, which
+//! stop reading at the keep-alive deadline without losing data. Dropping
+//! one of these futures while it waits for data is safe; dropping it while
+//! it writes (an acknowledgement, a PINGREQ) may leave half a packet on the
+//! wire: the connection must then be abandoned.
+
+use crate::error::{ConfigError, Error, FilterName};
+use crate::mqtt::encode::{self, Ack, Will};
+use crate::mqtt::frame::{self, FixedHeader, Incoming, PacketType, Publish};
+
+use crate::mqtt::{ConnackCode, PacketId, ProtocolError, QoS, topic};
+use crate::session::{Resend, Session, SessionState};
+use crate::time::{Millis, Timer};
+use crate::transport::Transport;
+use heapless::{Deque, Vec};
+
+/// The most filters one [`Client::subscribe`] or [`Client::unsubscribe`] takes.
+pub const MAX_FILTERS: usize = 16;
+
+/// How long [`Client::connect`] waits for CONNACK unless set otherwise.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: Millis = 30_000;
+
+/// The maximum QoS the broker granted for each filter, in order.
+pub type Granted = Vec<QoS, MAX_FILTERS>;
+
+/// What to send in CONNECT (§3.1) and how to set the session up.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectOptions<'a> {
+    /// Client identifier (§3.1.3.1). Two devices with the same identifier
+    /// disconnect each other.
+    pub client_id: &'a str,
+    /// User name (flespi: the token).
+    pub username: Option<&'a str>,
+    /// Password (needs a user name, §3.1.2.9).
+    pub password: Option<&'a [u8]>,
+    /// Keep-alive in seconds; 0 disables it (§3.1.2.10).
+    pub keep_alive_secs: u16,
+    /// Start a new session (true) or resume the broker's (false, §3.1.2.4).
+    pub clean_session: bool,
+    /// Last Will (§3.1.2.5).
+    pub will: Option<Will<'a>>,
+    /// Subscriptions made whenever the broker has no session for this
+    /// client: on the first connect, and on a reconnect where it lost it.
+    pub subscriptions: &'a [(&'a str, QoS)],
+    /// How long to wait for CONNACK, in milliseconds.
+    pub connect_timeout_ms: Millis,
+}
+
+impl<'a> ConnectOptions<'a> {
+    /// Options with a client identifier, a 60 s keep-alive, a clean session
+    /// and nothing else.
+    pub const fn new(client_id: &'a str) -> Self {
+        Self {
+            client_id,
+            username: None,
+            password: None,
+            keep_alive_secs: 60,
+            clean_session: true,
+            will: None,
+            subscriptions: &[],
+            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+        }
+    }
+
+    /// Sets the user name and password.
+    pub const fn with_credentials(mut self, username: &'a str, password: &'a [u8]) -> Self {
+        self.username = Some(username);
+        self.password = Some(password);
+        self
+    }
+
+    /// Sets the user name only.
+    pub const fn with_username(mut self, username: &'a str) -> Self {
+        self.username = Some(username);
+        self
+    }
+
+    /// Sets the keep-alive interval in seconds (0 disables it).
+    pub const fn with_keep_alive(mut self, secs: u16) -> Self {
+        self.keep_alive_secs = secs;
+        self
+    }
+
+    /// Asks the broker to keep the session (subscriptions, queued QoS 1/2
+    /// messages) across connections.
+    pub const fn with_persistent_session(mut self) -> Self {
+        self.clean_session = false;
+        self
+    }
+
+    /// Sets the Last Will.
+    pub const fn with_will(mut self, will: Will<'a>) -> Self {
+        self.will = Some(will);
+        self
+    }
+
+    /// Sets the subscriptions made when the broker has no session.
+    pub const fn with_subscriptions(mut self, subscriptions: &'a [(&'a str, QoS)]) -> Self {
+        self.subscriptions = subscriptions;
+        self
+    }
+
+    /// Sets how long to wait for CONNACK.
+    pub const fn with_connect_timeout_ms(mut self, ms: Millis) -> Self {
+        self.connect_timeout_ms = ms;
+        self
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        if self.password.is_some() && self.username.is_none() {
+            return Err(ConfigError::PasswordWithoutUserName.into());
+        }
+        if self.client_id.is_empty() && !self.clean_session {
+            return Err(ConfigError::EmptyClientIdNeedsCleanSession.into());
+        }
+        let too_long = |len: usize| len > usize::from(u16::MAX);
+        if too_long(self.client_id.len())
+            || self.username.is_some_and(|u| too_long(u.len()))
+            || self.password.is_some_and(|p| too_long(p.len()))
+        {
+            return Err(ConfigError::FieldTooLong.into());
+        }
+        if let Some(will) = &self.will {
+            topic::validate_name(will.topic)?;
+            if too_long(will.payload.len()) {
+                return Err(ConfigError::FieldTooLong.into());
+            }
+        }
+        for (filter, _) in self.subscriptions {
+            topic::validate_filter(filter)?;
+        }
+        if self.subscriptions.len() > MAX_FILTERS {
+            return Err(Error::TooManyFilters { max: MAX_FILTERS });
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of a successful CONNECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Connected {
+    /// The broker resumed a session it kept for this client (§3.2.2.2).
+    pub session_present: bool,
+    /// QoS 1/2 messages and PUBREL sent again from the session.
+    pub resent: usize,
+    /// What the broker granted for [`ConnectOptions::subscriptions`], if
+    /// they were sent (the broker had no session).
+    pub granted: Option<Granted>,
+}
+
+/// What [`Client::poll`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Event<'a> {
+    /// An application message, borrowed from the receive buffer. It is
+    /// acknowledged (QoS 1: PUBACK, QoS 2: PUBREC) when `poll` is called
+    /// again; a QoS 2 message is delivered once.
+    Message(Publish<'a>),
+    /// A QoS 1/2 message sent with [`Client::start_publish`] is complete:
+    /// the broker has it (PUBACK, or PUBCOMP for QoS 2).
+    Published(PacketId),
+    /// A message too large for the receive buffer arrived; it was skipped
+    /// (and acknowledged, so the broker does not resend it forever).
+    MessageTooLarge {
+        /// The PUBLISH packet's size.
+        size: usize,
+        /// The receive buffer's size.
+        capacity: usize,
+        /// Its QoS.
+        qos: QoS,
+        /// Its packet identifier, if it could be read.
+        packet_id: Option<PacketId>,
+    },
+}
+
+/// Events kept for later `poll`s (they own their data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Notice {
+    Published(PacketId),
+    TooLarge {
+        size: usize,
+        capacity: usize,
+        qos: QoS,
+        packet_id: Option<PacketId>,
+    },
+}
+
+/// A SUBSCRIBE or UNSUBSCRIBE waiting for its acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Request {
+    Subscribe(PacketId),
+    Unsubscribe(PacketId),
+}
+
+/// The receive buffer: PUBLISH frames kept for delivery at the front,
+/// then bytes not yet processed.
+struct Rx<'b> {
+    buf: &'b mut [u8],
+    /// `buf[..queued]` holds whole PUBLISH frames waiting for `poll`.
+    queued: usize,
+    /// `buf[..filled]` holds data.
+    filled: usize,
+    /// Bytes of an oversized packet still to discard from the stream.
+    skip: usize,
+}
+
+impl Rx<'_> {
+    /// Removes `len` bytes at `start`.
+    fn remove(&mut self, start: usize, len: usize) {
+        let end = (start + len).min(self.filled);
+        self.buf.copy_within(end..self.filled, start);
+        self.filled -= end - start;
+        if start < self.queued {
+            self.queued -= (end - start).min(self.queued - start);
+        }
+    }
+}
+
+/// Where a complete frame is in the receive buffer.
+#[derive(Debug, Clone, Copy)]
+struct FrameAt {
+    start: usize,
+    len: usize,
+}
+
+/// What a method waits for (PUBLISH frames arriving meanwhile are kept
+/// for `poll`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WaitFor {
+    Completion(PacketId),
+    Suback(PacketId),
+    Unsuback(PacketId),
+}
+
+impl WaitFor {
+    fn id(self) -> PacketId {
+        match self {
+            Self::Completion(id) | Self::Suback(id) | Self::Unsuback(id) => id,
+        }
+    }
+}
+
+/// An MQTT client on an open transport.
+///
+/// `N` is the session's in-flight limit (see [`Session`]).
+pub struct Client<'b, 's, T, TM, const N: usize> {
+    transport: T,
+    timer: TM,
+    session: &'b mut SessionState<'s, N>,
+    rx: Rx<'b>,
+    tx: &'b mut [u8],
+    keep_alive_ms: Millis,
+    last_sent: Millis,
+    last_received: Millis,
+    ping_sent: Option<Millis>,
+    /// A message handed to the application by the last `poll`: its frame is
+    /// removed and its acknowledgement sent at the next call.
+    delivered: Option<(FrameAt, Option<[u8; 4]>)>,
+    notices: Deque<Notice, N>,
+    requests: Vec<Request, 4>,
+    broken: bool,
+}
+
+impl<'b, 's, T, TM, const N: usize> Client<'b, 's, T, TM, N>
+where
+    T: Transport,
+    TM: Timer,
+{
+    /// Sends CONNECT over `transport`, waits for CONNACK, then resumes the
+    /// session: QoS 1/2 messages in flight are sent again with DUP = 1 and
+    /// PUBREL again (§4.4), and if the broker kept no session the
+    /// [`ConnectOptions::subscriptions`] are made.
+    ///
+    /// `rx` must hold the largest packet you expect to receive (larger
+    /// PUBLISH packets are skipped and reported); `tx` the largest QoS 0
+    /// PUBLISH, SUBSCRIBE or CONNECT you send. QoS 1/2 messages are encoded
+    /// in the session's outbox.
+    pub async fn connect(
+        transport: T,
+        timer: TM,
+        session: &'b mut Session<'s, N>,
+        rx: &'b mut [u8],
+        tx: &'b mut [u8],
+        options: &ConnectOptions<'_>,
+    ) -> Result<(Self, Connected), Error> {
+        let (state, _) = session.split();
+        Self::connect_with_state(transport, timer, state, rx, tx, options).await
+    }
+
+    pub(crate) async fn connect_with_state(
+        transport: T,
+        timer: TM,
+        session: &'b mut SessionState<'s, N>,
+        rx: &'b mut [u8],
+        tx: &'b mut [u8],
+        options: &ConnectOptions<'_>,
+    ) -> Result<(Self, Connected), Error> {
+        options.check()?;
+        let now = timer.now();
+        let mut client = Self {
+            transport,
+            timer,
+            session,
+            rx: Rx {
+                buf: rx,
+                queued: 0,
+                filled: 0,
+                skip: 0,
+            },
+            tx,
+            keep_alive_ms: Millis::from(options.keep_alive_secs) * 1000,
+            last_sent: now,
+            last_received: now,
+            ping_sent: None,
+            delivered: None,
+            notices: Deque::new(),
+            requests: Vec::new(),
+            broken: false,
+        };
+
+        let connect = encode::Connect {
+            client_id: options.client_id,
+            username: options.username,
+            password: options.password,
+            keep_alive_secs: options.keep_alive_secs,
+            clean_session: options.clean_session,
+            will: options.will,
+        };
+        let len = encode::connect(&connect, client.tx)?;
+        client.send_tx(len).await?;
+
+        let deadline = client
+            .timer
+            .now()
+            .saturating_add(options.connect_timeout_ms);
+        let frame = client.read_frame(Some(deadline)).await?;
+        let connack = match client.decode(frame)? {
+            Incoming::Connack {
+                session_present,
+                code,
+            } => Ok((session_present, code)),
+            // Nothing may come before CONNACK (§3.2).
+            other => Err(ProtocolError::UnexpectedPacket(packet_type(&other))),
+        };
+        let (session_present, code) = match connack {
+            Ok(connack) => connack,
+            Err(e) => {
+                client.broken = true;
+                return Err(e.into());
+            }
+        };
+        client.rx.remove(frame.start, frame.len);
+        if code != ConnackCode::Accepted {
+            client.broken = true;
+            return Err(Error::ConnectionRefused(code));
+        }
+
+        if !session_present {
+            // The broker forgot us: its QoS 2 receive state is gone too.
+            client.session.forget_incoming();
+        }
+        let resent = client.resend_in_flight().await?;
+        let granted = if session_present || options.subscriptions.is_empty() {
+            None
+        } else {
+            Some(client.subscribe(options.subscriptions).await?)
+        };
+        Ok((
+            client,
+            Connected {
+                session_present,
+                resent,
+                granted,
+            },
+        ))
+    }
+
+    /// Sends every unacknowledged message again (§4.4).
+    async fn resend_in_flight(&mut self) -> Result<usize, Error> {
+        let mut count = 0;
+        // Collect first: sending borrows the session's outbox.
+        let mut resends: Vec<Resend, N> = Vec::new();
+        for resend in self.session.resends() {
+            let _ = resends.push(resend);
+        }
+        for resend in resends {
+            match resend {
+                Resend::Publish { offset, len } => {
+                    self.session.set_dup(offset);
+                    let bytes = self.session.stored(offset, len);
+                    write_packet(&mut self.transport, bytes)
+                        .await
+                        .inspect_err(|_| self.broken = true)?;
+                }
+                Resend::Pubrel(id) => {
+                    write_packet(&mut self.transport, &encode::ack(Ack::Pubrel, id))
+                        .await
+                        .inspect_err(|_| self.broken = true)?;
+                }
+            }
+            count += 1;
+        }
+        if count > 0 {
+            self.flush().await?;
+        }
+        Ok(count)
+    }
+
+    /// Publishes a message and waits until the broker has it: returns at
+    /// once for QoS 0 (once written), after PUBACK for QoS 1, after PUBCOMP
+    /// for QoS 2. Messages arriving meanwhile are kept for [`Client::poll`].
+    ///
+    /// The topic is checked first (§4.7): a bad topic, or a message that
+    /// does not fit `tx` (QoS 0) or the session outbox (QoS 1/2), is an
+    /// error and nothing is sent.
+    pub async fn publish(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<(), Error> {
+        match self.start_publish(topic, payload, qos, retain).await? {
+            None => Ok(()),
+            Some(id) => {
+                self.wait_for(WaitFor::Completion(id)).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends a message without waiting for its acknowledgement: up to `N`
+    /// QoS 1/2 messages may be in flight, each completion is reported by
+    /// [`Client::poll`] as [`Event::Published`] with the returned identifier
+    /// (`None` for QoS 0, which has no acknowledgement).
+    pub async fn start_publish(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<Option<PacketId>, Error> {
+        self.usable()?;
+        self.finish_delivery().await?;
+        topic::validate_name(topic)?;
+        let len = encode::publish_len(topic, payload, qos);
+        if qos == QoS::AtMostOnce {
+            let written = encode::publish(topic, payload, qos, None, retain, false, self.tx)?;
+            self.send_tx(written).await?;
+            return Ok(None);
+        }
+        self.session.check_room(len)?;
+        let requests = &self.requests;
+        let id = self
+            .session
+            .next_id(|id| requests.iter().any(|r| request_id(r) == id))
+            .ok_or(Error::InFlightFull { max: N })?;
+        let bytes = self.session.store(id, qos, len, |out| {
+            encode::publish(topic, payload, qos, Some(id), retain, false, out).map_err(Error::from)
+        })?;
+        let result = write_packet(&mut self.transport, bytes).await;
+        result.inspect_err(|_| self.broken = true)?;
+        self.flush().await?;
+        Ok(Some(id))
+    }
+
+    /// Subscribes to `filters` (any number up to [`MAX_FILTERS`], each with
+    /// its maximum QoS) and returns the QoS the broker granted each. A
+    /// refused filter (SUBACK 0x80) is [`Error::SubscriptionRefused`].
+    pub async fn subscribe(&mut self, filters: &[(&str, QoS)]) -> Result<Granted, Error> {
+        self.usable()?;
+        self.finish_delivery().await?;
+        if filters.len() > MAX_FILTERS {
+            return Err(Error::TooManyFilters { max: MAX_FILTERS });
+        }
+        for (filter, _) in filters {
+            topic::validate_filter(filter)?;
+        }
+        let id = self.request_id()?;
+        let len = encode::subscribe(id, filters, self.tx)?;
+        self.requests
+            .push(Request::Subscribe(id))
+            .map_err(|_| Error::InFlightFull { max: 4 })?;
+        self.send_tx(len).await?;
+        let codes = self.wait_for(WaitFor::Suback(id)).await;
+        self.requests.retain(|r| *r != Request::Subscribe(id));
+        let codes = codes?;
+        if codes.len() != filters.len() {
+            self.broken = true;
+            return Err(ProtocolError::SubackCountMismatch {
+                expected: filters.len(),
+                found: codes.len(),
+            }
+            .into());
+        }
+        let mut granted = Granted::new();
+        for (index, (code, (filter, _))) in codes.iter().zip(filters).enumerate() {
+            match code {
+                Some(qos) => {
+                    let _ = granted.push(*qos);
+                }
+                None => {
+                    return Err(Error::SubscriptionRefused {
+                        index,
+                        filter: truncated(filter),
+                    });
+                }
+            }
+        }
+        Ok(granted)
+    }
+
+    /// Unsubscribes from `filters` and waits for UNSUBACK (§3.10).
+    pub async fn unsubscribe(&mut self, filters: &[&str]) -> Result<(), Error> {
+        self.usable()?;
+        self.finish_delivery().await?;
+        if filters.len() > MAX_FILTERS {
+            return Err(Error::TooManyFilters { max: MAX_FILTERS });
+        }
+        for filter in filters {
+            topic::validate_filter(filter)?;
+        }
+        let id = self.request_id()?;
+        let len = encode::unsubscribe(id, filters, self.tx)?;
+        self.requests
+            .push(Request::Unsubscribe(id))
+            .map_err(|_| Error::InFlightFull { max: 4 })?;
+        self.send_tx(len).await?;
+        let result = self.wait_for(WaitFor::Unsuback(id)).await;
+        self.requests.retain(|r| *r != Request::Unsubscribe(id));
+        result.map(|_| ())
+    }
+
+    /// Waits for the next event: an incoming message, the completion of a
+    /// message sent with [`Client::start_publish`], or a message too large
+    /// for the receive buffer. Sends PINGREQ when the keep-alive interval
+    /// passes without traffic and fails with [`Error::KeepAliveTimeout`]
+    /// when the broker does not answer within half an interval more.
+    pub async fn poll(&mut self) -> Result<Event<'_>, Error> {
+        self.usable()?;
+        self.finish_delivery().await?;
+        if let Some(notice) = self.notices.pop_front() {
+            return Ok(match notice {
+                Notice::Published(id) => Event::Published(id),
+                Notice::TooLarge {
+                    size,
+                    capacity,
+                    qos,
+                    packet_id,
+                } => Event::MessageTooLarge {
+                    size,
+                    capacity,
+                    qos,
+                    packet_id,
+                },
+            });
+        }
+        loop {
+            let frame = if self.rx.queued > 0 {
+                // The oldest message kept while waiting for an acknowledgement.
+                let header = FixedHeader::parse(&self.rx.buf[..self.rx.queued])?
+                    .ok_or(ProtocolError::Truncated)?;
+                FrameAt {
+                    start: 0,
+                    len: header.frame_len(),
+                }
+            } else {
+                self.read_frame(None).await?
+            };
+            match self.classify(frame)? {
+                Classified::Publish { qos, id } => match self.incoming_ack(qos, id)? {
+                    // A QoS 2 message delivered before: acknowledge, do not deliver.
+                    IncomingAck::Duplicate(pubrec) => {
+                        self.rx.remove(frame.start, frame.len);
+                        self.send_bytes(&pubrec).await?;
+                    }
+                    IncomingAck::Deliver(ack) => {
+                        self.delivered = Some((frame, ack));
+                        let bytes = self.rx.buf.get(frame.start..frame.start + frame.len);
+                        return match frame::decode(bytes.unwrap_or_default())? {
+                            Incoming::Publish(publish) => Ok(Event::Message(publish)),
+                            other => {
+                                Err(ProtocolError::UnexpectedPacket(packet_type(&other)).into())
+                            }
+                        };
+                    }
+                },
+                Classified::Suback { .. } => {
+                    // A SUBACK nobody waits for (a cancelled subscribe): ignored.
+                    self.rx.remove(frame.start, frame.len);
+                }
+                Classified::Control(control) => {
+                    self.rx.remove(frame.start, frame.len);
+                    if let Some(Done::Completion(id)) = self.handle_control(control).await? {
+                        return Ok(Event::Published(id));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends DISCONNECT (§3.14) and returns the transport, to be closed by
+    /// the caller (for TLS: [`TlsStream::close`](crate::tls::TlsStream::close)).
+    /// The broker then discards the Last Will.
+    pub async fn disconnect(mut self) -> Result<T, Error> {
+        self.usable()?;
+        self.finish_delivery().await?;
+        self.send_bytes(&encode::DISCONNECT).await?;
+        Ok(self.transport)
+    }
+
+    /// The transport, for a caller that abandons the connection.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// Whether a previous error made the connection unusable.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    fn usable(&self) -> Result<(), Error> {
+        if self.broken {
+            Err(Error::Disconnected)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn request_id(&mut self) -> Result<PacketId, Error> {
+        let requests = &self.requests;
+        self.session
+            .next_id(|id| requests.iter().any(|r| request_id(r) == id))
+            .ok_or(Error::InFlightFull { max: N })
+    }
+
+    /// Completes the delivery of the message the last `poll` returned:
+    /// removes its frame and acknowledges it (§4.3.2, §4.3.3).
+    async fn finish_delivery(&mut self) -> Result<(), Error> {
+        if let Some((frame, ack)) = self.delivered.take() {
+            self.rx.remove(frame.start, frame.len);
+            if let Some(ack) = ack {
+                self.send_bytes(&ack).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn incoming_ack(&mut self, qos: QoS, id: Option<PacketId>) -> Result<IncomingAck, Error> {
+        Ok(match (qos, id) {
+            (QoS::AtLeastOnce, Some(id)) => {
+                IncomingAck::Deliver(Some(encode::ack(Ack::Puback, id)))
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                let pubrec = encode::ack(Ack::Pubrec, id);
+                if self.session.on_incoming_qos2(id)? {
+                    IncomingAck::Deliver(Some(pubrec))
+                } else {
+                    IncomingAck::Duplicate(pubrec)
+                }
+            }
+            _ => IncomingAck::Deliver(None),
+        })
+    }
+
+    /// Reads until `waiting` is satisfied; PUBLISH frames are kept for
+    /// `poll`. Returns the SUBACK codes when waiting for one.
+    async fn wait_for(&mut self, waiting: WaitFor) -> Result<SubackCodes, Error> {
+        loop {
+            let frame = match self.read_frame(None).await {
+                Err(Error::AckPending(_)) => return Err(Error::AckPending(waiting.id())),
+                other => other?,
+            };
+            match self.classify(frame)? {
+                Classified::Publish { .. } => {
+                    // Keep it, in order, for `poll`.
+                    self.rx.queued = frame.start + frame.len;
+                }
+                Classified::Suback { id, codes, count } => {
+                    self.rx.remove(frame.start, frame.len);
+                    if waiting == WaitFor::Suback(id) {
+                        if count > MAX_FILTERS {
+                            self.broken = true;
+                            return Err(ProtocolError::SubackCountMismatch {
+                                expected: MAX_FILTERS,
+                                found: count,
+                            }
+                            .into());
+                        }
+                        return Ok(codes);
+                    }
+                }
+                Classified::Control(control) => {
+                    self.rx.remove(frame.start, frame.len);
+                    match (self.handle_control(control).await?, waiting) {
+                        (Some(Done::Completion(id)), WaitFor::Completion(w)) if id == w => {
+                            return Ok(SubackCodes::new());
+                        }
+                        (Some(Done::Unsubscribed(id)), WaitFor::Unsuback(w)) if id == w => {
+                            return Ok(SubackCodes::new());
+                        }
+                        // Someone else's: report it from `poll`. At most N
+                        // messages are in flight, so there is room.
+                        (Some(Done::Completion(id)), _)
+                            if self.notices.push_back(Notice::Published(id)).is_err() =>
+                        {
+                            self.broken = true;
+                            return Err(Error::InFlightFull { max: N });
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes a frame into owned values, so the buffer can change.
+    fn classify(&mut self, frame: FrameAt) -> Result<Classified, Error> {
+        Ok(match self.decode(frame)? {
+            Incoming::Publish(p) => Classified::Publish {
+                qos: p.qos,
+                id: p.packet_id,
+            },
+            Incoming::Suback { packet_id, codes } => {
+                let mut granted = SubackCodes::new();
+                for &code in codes {
+                    let code = match frame::suback_code(code)? {
+                        crate::mqtt::SubackCode::Granted(qos) => Some(qos),
+                        crate::mqtt::SubackCode::Failure => None,
+                    };
+                    let _ = granted.push(code);
+                }
+                Classified::Suback {
+                    id: packet_id,
+                    codes: granted,
+                    count: codes.len(),
+                }
+            }
+            Incoming::Connack { .. } => Classified::Control(Control::Connack),
+            Incoming::Puback(id) => Classified::Control(Control::Puback(id)),
+            Incoming::Pubrec(id) => Classified::Control(Control::Pubrec(id)),
+            Incoming::Pubrel(id) => Classified::Control(Control::Pubrel(id)),
+            Incoming::Pubcomp(id) => Classified::Control(Control::Pubcomp(id)),
+            Incoming::Unsuback(id) => Classified::Control(Control::Unsuback(id)),
+            Incoming::Pingresp => Classified::Control(Control::Pingresp),
+        })
+    }
+
+    /// Handles a packet other than PUBLISH and SUBACK (already removed
+    /// from the buffer).
+    async fn handle_control(&mut self, control: Control) -> Result<Option<Done>, Error> {
+        match control {
+            Control::Puback(id) => Ok(self.session.on_puback(id).then_some(Done::Completion(id))),
+            Control::Pubrec(id) => {
+                // PUBREL also for an unknown identifier: the broker must be
+                // able to finish its side (§4.3.3).
+                self.session.on_pubrec(id);
+                self.send_bytes(&encode::ack(Ack::Pubrel, id)).await?;
+                Ok(None)
+            }
+            Control::Pubcomp(id) => Ok(self.session.on_pubcomp(id).then_some(Done::Completion(id))),
+            Control::Pubrel(id) => {
+                // "MUST respond to a PUBREL packet by sending a PUBCOMP" (§4.3.3).
+                self.session.on_pubrel(id);
+                self.send_bytes(&encode::ack(Ack::Pubcomp, id)).await?;
+                Ok(None)
+            }
+            Control::Pingresp => {
+                self.ping_sent = None;
+                Ok(None)
+            }
+            Control::Unsuback(id) => Ok(Some(Done::Unsubscribed(id))),
+            Control::Connack => {
+                self.broken = true;
+                Err(ProtocolError::UnexpectedPacket(PacketType::Connack).into())
+            }
+        }
+    }
+
+    fn decode(&mut self, frame: FrameAt) -> Result<Incoming<'_>, Error> {
+        let bytes = self
+            .rx
+            .buf
+            .get(frame.start..frame.start + frame.len)
+            .ok_or(ProtocolError::Truncated)?;
+        match frame::decode(bytes) {
+            Ok(packet) => Ok(packet),
+            Err(e) => {
+                self.broken = true;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Reads until a whole frame sits at `rx.queued`, answering the
+    /// keep-alive timer meanwhile. `connect_deadline` bounds the wait for
+    /// CONNACK.
+    async fn read_frame(&mut self, connect_deadline: Option<Millis>) -> Result<FrameAt, Error> {
+        loop {
+            let start = self.rx.queued;
+            let available = self.rx.filled - start;
+            let header = FixedHeader::parse(&self.rx.buf[start..self.rx.filled]);
+            let header = match header {
+                Ok(header) => header,
+                Err(e) => {
+                    self.broken = true;
+                    return Err(e.into());
+                }
+            };
+            if let Some(header) = header {
+                let len = header.frame_len();
+                if len <= available {
+                    return Ok(FrameAt { start, len });
+                }
+                if len > self.rx.buf.len() {
+                    if start > 0 {
+                        // Let `poll` deliver the queued messages first.
+                        return Err(Error::AckPending(QUEUE_FULL));
+                    }
+                    if self.skip_oversized(header).await? {
+                        continue;
+                    }
+                } else if len > self.rx.buf.len() - start {
+                    // Fits once the queued messages are delivered.
+                    return Err(Error::AckPending(QUEUE_FULL));
+                }
+            }
+            self.read_more(connect_deadline).await?;
+        }
+    }
+
+    /// A packet larger than the receive buffer: reads what identifies it,
+    /// reports it, acknowledges it and discards the rest as it arrives.
+    /// `Ok(false)` while more bytes are needed to identify it.
+    async fn skip_oversized(&mut self, header: FixedHeader) -> Result<bool, Error> {
+        let capacity = self.rx.buf.len();
+        let size = header.frame_len();
+        if header.packet_type != PacketType::Publish {
+            self.broken = true;
+            return Err(Error::FrameTooLarge {
+                packet: header.packet_type,
+                size,
+                capacity,
+            });
+        }
+        let qos = match (header.flags >> 1) & 0b11 {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            2 => QoS::ExactlyOnce,
+            _ => {
+                self.broken = true;
+                return Err(ProtocolError::InvalidFlags {
+                    packet: PacketType::Publish,
+                    flags: header.flags,
+                }
+                .into());
+            }
+        };
+        let data = &self.rx.buf[..self.rx.filled];
+        // Topic length, topic, packet identifier (§3.3.2).
+        let body = data.get(header.header_len..).unwrap_or_default();
+        let packet_id = if qos == QoS::AtMostOnce || header.header_len + 2 > capacity {
+            None
+        } else {
+            let Some(&[hi, lo]) = body.get(..2) else {
+                return Ok(false);
+            };
+            let id_at = 2 + usize::from(u16::from_be_bytes([hi, lo]));
+            if header.header_len + id_at + 2 > capacity {
+                // The topic alone is larger than the buffer: unidentifiable.
+                None
+            } else {
+                match body.get(id_at..id_at + 2) {
+                    Some(&[hi, lo]) => PacketId::new(u16::from_be_bytes([hi, lo])),
+                    _ => return Ok(false),
+                }
+            }
+        };
+        self.rx.skip = size - self.rx.filled;
+        self.rx.filled = 0;
+        let notice = Notice::TooLarge {
+            size,
+            capacity,
+            qos,
+            packet_id,
+        };
+        if self.notices.push_back(notice).is_err() {
+            // Only while waiting for an acknowledgement with N notices
+            // queued; `poll` empties them first.
+            return Err(Error::AckPending(QUEUE_FULL));
+        }
+        match (qos, packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => self.send_bytes(&encode::ack(Ack::Puback, id)).await?,
+            (QoS::ExactlyOnce, Some(id)) => {
+                let _ = self.session.on_incoming_qos2(id)?;
+                self.send_bytes(&encode::ack(Ack::Pubrec, id)).await?;
+            }
+            _ => {}
+        }
+        Ok(true)
+    }
+
+    /// Reads more bytes into the receive buffer (discarding bytes of a
+    /// skipped packet), or acts on the keep-alive timer.
+    async fn read_more(&mut self, connect_deadline: Option<Millis>) -> Result<(), Error> {
+        let deadline = connect_deadline.unwrap_or_else(|| self.keep_alive_deadline());
+        let filled = self.rx.filled;
+        let space = self.rx.buf.get_mut(filled..).unwrap_or_default();
+        if space.is_empty() {
+            // Cannot happen: a frame larger than the buffer is skipped.
+            self.broken = true;
+            return Err(Error::FrameTooLarge {
+                packet: PacketType::Publish,
+                size: self.rx.buf.len() + 1,
+                capacity: self.rx.buf.len(),
+            });
+        }
+        match self.transport.read_before(space, deadline).await {
+            Ok(Some(0)) => {
+                self.broken = true;
+                Err(Error::ConnectionClosed)
+            }
+            Ok(Some(n)) => {
+                self.last_received = self.timer.now();
+                self.ping_sent = None;
+                // Discard bytes of a skipped packet.
+                let drop = n.min(self.rx.skip);
+                if drop > 0 {
+                    self.rx.buf.copy_within(filled + drop..filled + n, filled);
+                    self.rx.skip -= drop;
+                }
+                self.rx.filled += n - drop;
+                Ok(())
+            }
+            Ok(None) => self.on_timer(connect_deadline).await,
+            Err(e) => {
+                self.broken = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// When the next keep-alive action is due (§3.1.2.10): PINGREQ once
+    /// nothing was sent or received for the interval, and the connection is
+    /// dead half an interval after an unanswered PINGREQ, so a silent broker
+    /// is detected within 1.5 intervals.
+    fn keep_alive_deadline(&self) -> Millis {
+        if self.keep_alive_ms == 0 {
+            return Millis::MAX;
+        }
+        match self.ping_sent {
+            Some(sent) => sent.saturating_add(self.keep_alive_ms / 2),
+            None => self
+                .last_sent
+                .min(self.last_received)
+                .saturating_add(self.keep_alive_ms),
+        }
+    }
+
+    async fn on_timer(&mut self, connect_deadline: Option<Millis>) -> Result<(), Error> {
+        let now = self.timer.now();
+        if let Some(deadline) = connect_deadline {
+            if now >= deadline {
+                self.broken = true;
+                return Err(Error::KeepAliveTimeout);
+            }
+            return Ok(());
+        }
+        if self.keep_alive_ms == 0 || now < self.keep_alive_deadline() {
+            return Ok(());
+        }
+        if self.ping_sent.is_some() {
+            self.broken = true;
+            return Err(Error::KeepAliveTimeout);
+        }
+        self.send_bytes(&encode::PINGREQ).await?;
+        self.ping_sent = Some(now);
+        Ok(())
+    }
+
+    async fn send_tx(&mut self, len: usize) -> Result<(), Error> {
+        let bytes = self.tx.get(..len).unwrap_or_default();
+        let result = write_packet(&mut self.transport, bytes).await;
+        result.inspect_err(|_| self.broken = true)?;
+        self.flush().await
+    }
+
+    async fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let result = write_packet(&mut self.transport, bytes).await;
+        result.inspect_err(|_| self.broken = true)?;
+        self.flush().await
+    }
+
+    async fn flush(&mut self) -> Result<(), Error> {
+        let result = self.transport.flush().await;
+        result.inspect_err(|_| self.broken = true)?;
+        self.last_sent = self.timer.now();
+        Ok(())
+    }
+}
+
+async fn write_packet<T: Transport>(transport: &mut T, bytes: &[u8]) -> Result<(), Error> {
+    transport.write_all(bytes).await
+}
+
+/// What handling a control packet completed.
+#[derive(Debug, Clone, Copy)]
+enum Done {
+    /// A QoS 1/2 message of ours.
+    Completion(PacketId),
+    /// An UNSUBSCRIBE.
+    Unsubscribed(PacketId),
+}
+
+/// SUBACK return codes: `None` for a refusal (0x80).
+type SubackCodes = Vec<Option<QoS>, MAX_FILTERS>;
+
+/// A frame decoded into owned values.
+enum Classified {
+    Publish {
+        qos: QoS,
+        id: Option<PacketId>,
+    },
+    Suback {
+        id: PacketId,
+        codes: SubackCodes,
+        count: usize,
+    },
+    Control(Control),
+}
+
+/// Packets other than PUBLISH and SUBACK.
+#[derive(Debug, Clone, Copy)]
+enum Control {
+    Connack,
+    Puback(PacketId),
+    Pubrec(PacketId),
+    Pubrel(PacketId),
+    Pubcomp(PacketId),
+    Unsuback(PacketId),
+    Pingresp,
+}
+
+enum IncomingAck {
+    Deliver(Option<[u8; 4]>),
+    Duplicate([u8; 4]),
+}
+
+fn request_id(request: &Request) -> PacketId {
+    match request {
+        Request::Subscribe(id) | Request::Unsubscribe(id) => *id,
+    }
+}
+
+fn packet_type(packet: &Incoming<'_>) -> PacketType {
+    match packet {
+        Incoming::Connack { .. } => PacketType::Connack,
+        Incoming::Publish(_) => PacketType::Publish,
+        Incoming::Puback(_) => PacketType::Puback,
+        Incoming::Pubrec(_) => PacketType::Pubrec,
+        Incoming::Pubrel(_) => PacketType::Pubrel,
+        Incoming::Pubcomp(_) => PacketType::Pubcomp,
+        Incoming::Suback { .. } => PacketType::Suback,
+        Incoming::Unsuback(_) => PacketType::Unsuback,
+        Incoming::Pingresp => PacketType::Pingresp,
+    }
+}
+
+fn truncated(filter: &str) -> FilterName {
+    let mut out = FilterName::new();
+    for c in filter.chars() {
+        if out.push(c).is_err() {
+            break;
+        }
+    }
+    out
+}
+
+/// Stands for "the receive buffer is full of messages for `poll`" inside
+/// `read_frame`; waiting methods replace it by their own identifier.
+const QUEUE_FULL: PacketId = match PacketId::new(1) {
+    Some(id) => id,
+    None => panic!("1 is a packet identifier"),
+};

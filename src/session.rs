@@ -1,0 +1,433 @@
+//! The client side of an MQTT session (MQTT 3.1.1 §4.1): what must survive
+//! a reconnect. Sans-IO: it stores, numbers and matches packets; the
+//! [`Client`](crate::client::Client) does the I/O.
+//!
+//! - QoS 1 and 2 PUBLISH packets stay encoded in a caller-owned outbox until
+//!   acknowledged, so after a reconnect they are sent again with DUP = 1,
+//!   and PUBREL is sent again for QoS 2 messages the broker has received
+//!   (§4.4). Nothing is dropped silently: a full outbox is an error at
+//!   publish time.
+//! - Packet identifiers are never reused while in flight (§2.3.1).
+//! - Incoming QoS 2 messages are remembered by packet identifier from
+//!   delivery until PUBREL, so a redelivery is not delivered twice (§4.3.3).
+
+use crate::error::Error;
+use crate::mqtt::{PacketId, QoS};
+use crate::tls::ReadDeadline;
+use heapless::Vec;
+
+/// State of one outgoing QoS 1 or 2 message (§4.3.2, §4.3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)] // the states' names in §4.3
+pub(crate) enum Outgoing {
+    /// QoS 1 PUBLISH sent, waiting for PUBACK.
+    AwaitingPuback,
+    /// QoS 2 PUBLISH sent, waiting for PUBREC.
+    AwaitingPubrec,
+    /// PUBREL sent, waiting for PUBCOMP (the message itself is no longer kept).
+    AwaitingPubcomp,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    id: PacketId,
+    state: Outgoing,
+    /// The encoded PUBLISH in the outbox (empty once PUBREC arrived).
+    offset: usize,
+    len: usize,
+}
+
+/// What to send again after a reconnect, in the original order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resend {
+    /// A stored PUBLISH (outbox range); send with DUP set.
+    Publish { offset: usize, len: usize },
+    /// PUBREL for this identifier.
+    Pubrel(PacketId),
+}
+
+/// Session state that outlives connections: in-flight messages, packet
+/// identifiers, QoS 2 receive state.
+///
+/// `N` is the most QoS 1/2 messages in flight each way; the outbox holds
+/// their encoded PUBLISH packets (size it for `N` of your messages).
+///
+/// ```
+/// let mut outbox = [0u8; 2048];
+/// let session: mqtts::Session<'_, 8> = mqtts::Session::new(&mut outbox);
+/// assert_eq!(session.in_flight(), 0);
+/// ```
+pub struct Session<'s, const N: usize> {
+    state: SessionState<'s, N>,
+    /// Shared with the TLS socket to bound reads (see [`ReadDeadline`]).
+    read_deadline: ReadDeadline,
+}
+
+impl<'s, const N: usize> Session<'s, N> {
+    /// A new session storing unacknowledged messages in `outbox`.
+    pub fn new(outbox: &'s mut [u8]) -> Self {
+        Self {
+            state: SessionState {
+                outbox,
+                outbox_used: 0,
+                in_flight: Vec::new(),
+                received_qos2: Vec::new(),
+                last_id: 0,
+            },
+            read_deadline: ReadDeadline::new(),
+        }
+    }
+
+    /// QoS 1 and 2 messages sent and not yet completed.
+    pub fn in_flight(&self) -> usize {
+        self.state.in_flight.len()
+    }
+
+    /// Bytes of the outbox in use.
+    pub fn outbox_used(&self) -> usize {
+        self.state.outbox_used
+    }
+
+    /// Forgets every message in flight and all QoS 2 receive state.
+    pub fn clear(&mut self) {
+        self.state.clear();
+    }
+
+    /// The state a client mutates, and the deadline its TLS socket reads.
+    pub(crate) fn split(&mut self) -> (&mut SessionState<'s, N>, &ReadDeadline) {
+        (&mut self.state, &self.read_deadline)
+    }
+}
+
+/// The mutable part of a [`Session`].
+pub(crate) struct SessionState<'s, const N: usize> {
+    outbox: &'s mut [u8],
+    outbox_used: usize,
+    in_flight: Vec<InFlight, N>,
+    received_qos2: Vec<PacketId, N>,
+    last_id: u16,
+}
+
+impl<const N: usize> SessionState<'_, N> {
+    #[cfg(test)]
+    fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    #[cfg(test)]
+    fn outbox_used(&self) -> usize {
+        self.outbox_used
+    }
+
+    pub fn clear(&mut self) {
+        self.outbox_used = 0;
+        self.in_flight.clear();
+        self.received_qos2.clear();
+    }
+
+    /// A packet identifier not in flight and not rejected by `busy`
+    /// (identifiers of SUBSCRIBE/UNSUBSCRIBE awaiting their acknowledgement).
+    pub(crate) fn next_id(&mut self, busy: impl Fn(PacketId) -> bool) -> Option<PacketId> {
+        let mut candidate = PacketId::new(self.last_id).map_or(PacketId::new(1)?, PacketId::next);
+        // At most N + a few identifiers are taken: this ends quickly.
+        for _ in 0..=u16::MAX {
+            if !busy(candidate) && !self.in_flight.iter().any(|m| m.id == candidate) {
+                self.last_id = candidate.get();
+                return Some(candidate);
+            }
+            candidate = candidate.next();
+        }
+        None
+    }
+
+    /// Room for one more QoS 1/2 message of `len` encoded bytes?
+    pub(crate) fn check_room(&self, len: usize) -> Result<(), Error> {
+        if self.in_flight.is_full() {
+            return Err(Error::InFlightFull { max: N });
+        }
+        let available = self.outbox.len() - self.outbox_used;
+        if len > available {
+            return Err(Error::OutboxFull {
+                needed: len,
+                available,
+                capacity: self.outbox.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Stores a QoS 1/2 PUBLISH encoded by `encode` into the outbox and
+    /// returns its bytes, to be sent. Call [`Session::check_room`] first.
+    pub(crate) fn store(
+        &mut self,
+        id: PacketId,
+        qos: QoS,
+        len: usize,
+        encode: impl FnOnce(&mut [u8]) -> Result<usize, Error>,
+    ) -> Result<&[u8], Error> {
+        self.check_room(len)?;
+        let offset = self.outbox_used;
+        let space = self
+            .outbox
+            .get_mut(offset..offset + len)
+            .ok_or(Error::OutboxFull {
+                needed: len,
+                available: 0,
+                capacity: 0,
+            })?;
+        let written = encode(space)?;
+        let state = match qos {
+            QoS::ExactlyOnce => Outgoing::AwaitingPubrec,
+            _ => Outgoing::AwaitingPuback,
+        };
+        self.in_flight
+            .push(InFlight {
+                id,
+                state,
+                offset,
+                len: written,
+            })
+            .map_err(|_| Error::InFlightFull { max: N })?;
+        self.outbox_used += written;
+        Ok(self
+            .outbox
+            .get(offset..offset + written)
+            .unwrap_or_default())
+    }
+
+    /// The stored bytes of a resend item.
+    pub(crate) fn stored(&self, offset: usize, len: usize) -> &[u8] {
+        self.outbox.get(offset..offset + len).unwrap_or_default()
+    }
+
+    /// Marks a stored PUBLISH as a duplicate (DUP flag, §3.3.1.1) before resending.
+    pub(crate) fn set_dup(&mut self, offset: usize) {
+        if let Some(first) = self.outbox.get_mut(offset) {
+            *first |= 0b1000;
+        }
+    }
+
+    /// Everything to resend after a reconnect, oldest first (§4.4).
+    pub(crate) fn resends(&self) -> impl Iterator<Item = Resend> + '_ {
+        self.in_flight.iter().map(|m| match m.state {
+            Outgoing::AwaitingPubcomp => Resend::Pubrel(m.id),
+            _ => Resend::Publish {
+                offset: m.offset,
+                len: m.len,
+            },
+        })
+    }
+
+    fn position(&self, id: PacketId, state: Outgoing) -> Option<usize> {
+        self.in_flight
+            .iter()
+            .position(|m| m.id == id && m.state == state)
+    }
+
+    /// Removes a message and its stored bytes, compacting the outbox.
+    fn remove(&mut self, index: usize) {
+        let removed = self.in_flight.remove(index);
+        self.free_bytes(removed.offset, removed.len);
+    }
+
+    fn free_bytes(&mut self, offset: usize, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let end = offset + len;
+        self.outbox.copy_within(end..self.outbox_used, offset);
+        self.outbox_used -= len;
+        for m in self.in_flight.iter_mut() {
+            if m.offset >= end {
+                m.offset -= len;
+            }
+        }
+    }
+
+    /// PUBACK: a QoS 1 message is complete. `false` if the identifier was
+    /// not awaiting one (a late duplicate: ignored, §4.3.2).
+    pub(crate) fn on_puback(&mut self, id: PacketId) -> bool {
+        match self.position(id, Outgoing::AwaitingPuback) {
+            Some(index) => {
+                self.remove(index);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// PUBREC: the broker has a QoS 2 message; its bytes are dropped and
+    /// PUBREL must be sent (also for an unknown identifier, so the broker
+    /// can finish).
+    pub(crate) fn on_pubrec(&mut self, id: PacketId) {
+        if let Some(index) = self.position(id, Outgoing::AwaitingPubrec)
+            && let Some(m) = self.in_flight.get(index).copied()
+        {
+            self.free_bytes(m.offset, m.len);
+            if let Some(m) = self.in_flight.get_mut(index) {
+                m.state = Outgoing::AwaitingPubcomp;
+                m.len = 0;
+            }
+        }
+    }
+
+    /// PUBCOMP: a QoS 2 message is complete.
+    pub(crate) fn on_pubcomp(&mut self, id: PacketId) -> bool {
+        match self.position(id, Outgoing::AwaitingPubcomp) {
+            Some(index) => {
+                self.remove(index);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// An incoming QoS 2 PUBLISH: `Ok(true)` if it is new (deliver it),
+    /// `Ok(false)` if it was delivered before and not yet released.
+    pub(crate) fn on_incoming_qos2(&mut self, id: PacketId) -> Result<bool, Error> {
+        if self.received_qos2.contains(&id) {
+            return Ok(false);
+        }
+        self.received_qos2
+            .push(id)
+            .map_err(|_| Error::Qos2ReceiveWindowFull { max: N })?;
+        Ok(true)
+    }
+
+    /// PUBREL: the broker releases an incoming QoS 2 identifier.
+    pub(crate) fn on_pubrel(&mut self, id: PacketId) {
+        self.received_qos2.retain(|&r| r != id);
+    }
+
+    /// The broker kept no session: incoming QoS 2 state is void (§3.2.2.2).
+    pub(crate) fn forget_incoming(&mut self) {
+        self.received_qos2.clear();
+    }
+}
+
+impl<const N: usize> core::fmt::Debug for Session<'_, N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Session")
+            .field("in_flight", &self.state.in_flight.len())
+            .field("outbox_used", &self.state.outbox_used)
+            .field("received_qos2", &self.state.received_qos2.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mqtt::encode;
+
+    fn id(n: u16) -> PacketId {
+        PacketId::new(n).unwrap()
+    }
+
+    fn store<const N: usize>(s: &mut SessionState<'_, N>, qos: QoS, payload: &[u8]) -> PacketId {
+        let pid = s.next_id(|_| false).unwrap();
+        let len = encode::publish_len("t", payload, qos);
+        s.store(pid, qos, len, |out| {
+            encode::publish("t", payload, qos, Some(pid), false, false, out).map_err(|e| {
+                Error::PacketTooLarge {
+                    size: e.needed,
+                    capacity: e.capacity,
+                }
+            })
+        })
+        .unwrap();
+        pid
+    }
+
+    #[test]
+    fn identifiers_skip_those_in_flight_and_wrap() {
+        let mut outbox = [0u8; 256];
+        let mut session: Session<'_, 4> = Session::new(&mut outbox);
+        let (s, _) = session.split();
+        s.last_id = 65_534;
+        let a = store(s, QoS::AtLeastOnce, b"a");
+        let b = store(s, QoS::AtLeastOnce, b"b");
+        assert_eq!((a.get(), b.get()), (65_535, 1));
+        // 2 is busy elsewhere (a SUBSCRIBE), 3 is next.
+        assert_eq!(s.next_id(|i| i.get() == 2), Some(id(3)));
+        // Wrap around to 65,535 again: still in flight, so skipped.
+        s.last_id = 65_534;
+        assert_eq!(s.next_id(|_| false), Some(id(2)));
+    }
+
+    #[test]
+    fn acknowledgements_free_the_outbox_and_keep_order() {
+        let mut outbox = [0u8; 256];
+        let mut session: Session<'_, 4> = Session::new(&mut outbox);
+        let (s, _) = session.split();
+        let a = store(s, QoS::AtLeastOnce, b"first");
+        let b = store(s, QoS::ExactlyOnce, b"second");
+        let c = store(s, QoS::AtLeastOnce, b"third");
+        let used = s.outbox_used();
+        assert!(s.on_puback(a));
+        assert!(!s.on_puback(a), "a second PUBACK is ignored");
+        assert!(!s.on_puback(b), "PUBACK does not complete a QoS 2 message");
+        assert_eq!(
+            s.outbox_used(),
+            used - encode::publish_len("t", b"first", QoS::AtLeastOnce)
+        );
+        s.on_pubrec(b);
+        assert_eq!(
+            s.outbox_used(),
+            encode::publish_len("t", b"third", QoS::AtLeastOnce)
+        );
+        // After a reconnect: PUBREL for b, then c again (with its bytes intact).
+        let resends: std::vec::Vec<Resend> = s.resends().collect();
+        assert_eq!(resends[0], Resend::Pubrel(b));
+        let Resend::Publish { offset, len } = resends[1] else {
+            panic!()
+        };
+        s.set_dup(offset);
+        let Ok(crate::mqtt::Incoming::Publish(p)) =
+            crate::mqtt::frame::decode(s.stored(offset, len))
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (p.payload, p.packet_id, p.dup),
+            (&b"third"[..], Some(c), true)
+        );
+        assert!(s.on_pubcomp(b));
+        assert!(s.on_puback(c));
+        assert_eq!((s.in_flight(), s.outbox_used()), (0, 0));
+    }
+
+    #[test]
+    fn full_outbox_or_window_is_an_error_not_a_drop() {
+        let mut outbox = [0u8; 20];
+        let mut session: Session<'_, 2> = Session::new(&mut outbox);
+        let (s, _) = session.split();
+        assert!(matches!(
+            s.check_room(21),
+            Err(Error::OutboxFull {
+                needed: 21,
+                available: 20,
+                capacity: 20
+            })
+        ));
+        store(s, QoS::AtLeastOnce, b"");
+        store(s, QoS::AtLeastOnce, b"");
+        assert_eq!(s.check_room(1), Err(Error::InFlightFull { max: 2 }));
+    }
+
+    #[test]
+    fn incoming_qos2_is_delivered_once_until_released() {
+        let mut outbox = [0u8; 0];
+        let mut session: Session<'_, 2> = Session::new(&mut outbox);
+        let (s, _) = session.split();
+        assert_eq!(s.on_incoming_qos2(id(7)), Ok(true));
+        assert_eq!(s.on_incoming_qos2(id(7)), Ok(false));
+        s.on_pubrel(id(7));
+        assert_eq!(s.on_incoming_qos2(id(7)), Ok(true));
+        assert_eq!(s.on_incoming_qos2(id(8)), Ok(true));
+        assert_eq!(
+            s.on_incoming_qos2(id(9)),
+            Err(Error::Qos2ReceiveWindowFull { max: 2 })
+        );
+    }
+}
