@@ -171,6 +171,20 @@ impl<'a> ConnectOptions<'a> {
     }
 }
 
+/// The buffers of a TLS connection and its MQTT client, all owned by the
+/// caller (see [`crate::tls::connect`] and [`Client::connect`] for sizes).
+#[derive(Debug)]
+pub struct Buffers<'b> {
+    /// TLS record read buffer.
+    pub tls_read: &'b mut [u8],
+    /// TLS record write buffer.
+    pub tls_write: &'b mut [u8],
+    /// MQTT receive buffer (the largest packet received).
+    pub rx: &'b mut [u8],
+    /// MQTT transmit buffer (the largest QoS 0 PUBLISH, SUBSCRIBE or CONNECT sent).
+    pub tx: &'b mut [u8],
+}
+
 /// The outcome of a successful CONNECT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -1032,6 +1046,45 @@ where
         result.inspect_err(|_| self.broken = true)?;
         self.last_sent = self.timer.now();
         Ok(())
+    }
+}
+
+impl<'b, 's, S, TM, const N: usize> Client<'b, 's, crate::tls::TlsStream<'b, S, TM>, TM, N>
+where
+    S: embedded_io_async::Read + embedded_io_async::Write + 'b,
+    TM: Timer + 'b,
+{
+    /// Opens TLS over a connected `socket` (trusting the server as
+    /// `tls_options` says), then MQTT as [`Client::connect`] does.
+    ///
+    /// TLS reads stop at keep-alive deadlines without losing data (see
+    /// [`crate::tls::connect_with_timer`]); the deadline lives in `session`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn connect_tls<R>(
+        socket: S,
+        rng: &mut R,
+        tls_options: &crate::tls::TlsOptions<'_>,
+        timer: TM,
+        session: &'b mut Session<'s, N>,
+        buffers: Buffers<'b>,
+        options: &ConnectOptions<'_>,
+    ) -> Result<(Self, Connected), Error>
+    where
+        R: rand_core::RngCore + rand_core::CryptoRng,
+    {
+        options.check()?;
+        let (state, deadline) = session.split();
+        let stream = crate::tls::connect_with_timer(
+            socket,
+            deadline,
+            timer.clone(),
+            buffers.tls_read,
+            buffers.tls_write,
+            rng,
+            tls_options,
+        )
+        .await?;
+        Self::connect_with_state(stream, timer, state, buffers.rx, buffers.tx, options).await
     }
 }
 
