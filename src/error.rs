@@ -132,6 +132,8 @@ pub enum Error {
     },
     /// The connection failed before; open a new one.
     Disconnected,
+    /// The broker's host name could not be resolved.
+    NameResolution,
 }
 
 /// Why a CA-validated certificate chain was refused (RFC 5280 §6).
@@ -399,6 +401,7 @@ impl fmt::Display for Error {
                 "the broker sent a {packet:?} of {size} bytes; the receive buffer holds {capacity}"
             ),
             Self::Disconnected => f.write_str("the connection failed earlier; reconnect"),
+            Self::NameResolution => f.write_str("the broker's host name could not be resolved (DNS)"),
         }
     }
 }

@@ -77,6 +77,7 @@ pub mod client;
 pub mod error;
 pub mod fingerprint;
 pub mod mqtt;
+pub mod reconnect;
 pub mod session;
 pub mod time;
 pub mod tls;

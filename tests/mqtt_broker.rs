@@ -267,3 +267,137 @@ async fn a_persistent_session_receives_what_was_queued_while_offline() {
         );
     }
 }
+
+/// Dials the broker on loopback; fails the first `fail_first` attempts.
+struct LoopbackConnector {
+    port: u16,
+    fail_first: usize,
+    attempts: Vec<u64>,
+    timer: TokioTimer,
+}
+
+impl mqtts::reconnect::Connector for LoopbackConnector {
+    type Socket<'a> = FromTokio<tokio::net::TcpStream>;
+
+    async fn connect(&mut self) -> Result<Self::Socket<'_>, Error> {
+        use mqtts::time::Timer as _;
+        self.attempts.push(self.timer.now());
+        if self.attempts.len() <= self.fail_first {
+            return Err(Error::Io(embedded_io::ErrorKind::ConnectionRefused));
+        }
+        tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, self.port))
+            .await
+            .map(FromTokio::new)
+            .map_err(|e| Error::Io(embedded_io::ErrorKind::from(e.kind())))
+    }
+}
+
+#[tokio::test]
+async fn the_supervisor_backs_off_then_resubscribes_after_a_broker_restart() {
+    use mqtts::reconnect::{Backoff, Supervisor};
+    let mut broker = Broker::start();
+    let timer = TokioTimer::new();
+    let connector = LoopbackConnector {
+        port: broker.mosquitto.port,
+        fail_first: 2,
+        attempts: Vec::new(),
+        timer,
+    };
+    let backoff = Backoff {
+        initial_ms: 100,
+        max_ms: 400,
+    };
+    let mut supervisor = Supervisor::new(connector, timer, backoff);
+    let tls = TlsOptions::new(SERVER_NAME, Trust::pinned(broker.pins));
+    let subs = [("restart/#", QoS::AtLeastOnce)];
+    let options = ConnectOptions::new("supervised")
+        .with_subscriptions(&subs)
+        .with_keep_alive(5);
+    let session = new_session();
+    let (mut tls_read, mut tls_write) = (vec![0u8; 16_640], vec![0u8; 2048]);
+    let (mut rx, mut tx) = (vec![0u8; 4096], vec![0u8; 2048]);
+
+    let mut connections = 0;
+    let mut failures = Vec::new();
+    let mut received = Vec::new();
+    within("supervised session", async {
+        while received.len() < 2 {
+            let buffers = Buffers {
+                tls_read: &mut tls_read,
+                tls_write: &mut tls_write,
+                rx: &mut rx,
+                tx: &mut tx,
+            };
+            let (mut client, connected) = match supervisor
+                .connect(&mut OsRng, &tls, &mut *session, buffers, &options)
+                .await
+            {
+                Ok(ok) => ok,
+                Err(failure) => {
+                    failures.push(failure);
+                    continue;
+                }
+            };
+            connections += 1;
+            assert!(
+                connected.granted.is_some(),
+                "subscribed on every new session"
+            );
+            // Publish to ourselves, receive it, then (the first time) crash the broker.
+            client
+                .publish(
+                    &format!("restart/{connections}"),
+                    b"ping",
+                    QoS::AtLeastOnce,
+                    false,
+                )
+                .await
+                .expect("publish");
+            loop {
+                match client.poll().await {
+                    Ok(Event::Message(m)) => {
+                        received.push(m.topic.to_string());
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
+            if connections == 1 {
+                broker.mosquitto.start_again();
+                // The old connection is dead: the next poll says so.
+                let error = within("poll after restart", client.poll())
+                    .await
+                    .expect_err("connection lost");
+                assert!(
+                    matches!(
+                        error,
+                        Error::ConnectionClosed | Error::Io(_) | Error::Tls(_)
+                    ),
+                    "{error:?}"
+                );
+            }
+        }
+    })
+    .await;
+    assert_eq!(received, ["restart/1", "restart/2"]);
+    assert_eq!(connections, 2);
+    // Two refused dials, with growing delays (jitter keeps each in the upper half).
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert_eq!((failures[0].failures, failures[1].failures), (1, 2));
+    assert!(
+        (50..=100).contains(&failures[0].retry_in_ms),
+        "{:?}",
+        failures[0]
+    );
+    assert!(
+        (100..=200).contains(&failures[1].retry_in_ms),
+        "{:?}",
+        failures[1]
+    );
+    let attempts = supervisor.connector().attempts.clone();
+    assert!(
+        attempts[1] - attempts[0] >= 50 && attempts[2] - attempts[1] >= 100,
+        "{attempts:?}"
+    );
+}

@@ -19,6 +19,7 @@ pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 pub struct Mosquitto {
     child: Child,
     dir: PathBuf,
+    config_path: PathBuf,
     /// The loopback port of its TLS listener.
     pub port: u16,
 }
@@ -60,19 +61,28 @@ impl Mosquitto {
         let config_path = dir.join("mosquitto.conf");
         fs::write(&config_path, config).expect("write config");
         set_mode(&config_path, 0o644);
-        let log = fs::File::create(dir.join("mosquitto.log")).expect("log file");
-
-        let child = Command::new(MOSQUITTO)
-            .arg("-c")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start mosquitto");
-        let mut broker = Mosquitto { child, dir, port };
+        let child = spawn(&dir, &config_path);
+        let mut broker = Mosquitto {
+            child,
+            dir,
+            config_path,
+            port,
+        };
         broker.wait_until_listening();
         broker
+    }
+
+    /// Kills the broker (as a crash would: no clean shutdown).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port with the same configuration.
+    pub fn start_again(&mut self) {
+        self.kill();
+        self.child = spawn(&self.dir, &self.config_path);
+        self.wait_until_listening();
     }
 
     fn wait_until_listening(&mut self) {
@@ -133,6 +143,22 @@ fn key_pem_for_openssl(key: &rcgen::KeyPair) -> String {
         }
         _ => key.serialize_pem(),
     }
+}
+
+fn spawn(dir: &Path, config_path: &Path) -> Child {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("mosquitto.log"))
+        .expect("log file");
+    Command::new(MOSQUITTO)
+        .arg("-c")
+        .arg(config_path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start mosquitto")
 }
 
 fn unique_dir() -> PathBuf {
