@@ -28,7 +28,7 @@ COMBINATIONS=(
     "thumbv7em-none-eabihf|rsa"
     # rsa's spin needs CAS, which riscv32imc lacks: Cargo.toml routes it
     # through portable-atomic there (firmware provides critical-section).
-    "riscv32imc-unknown-none-elf|rsa"
+    "riscv32imc-unknown-none-elf|rsa,flespi"
     "riscv32imc-unknown-none-elf|embassy-time"
 )
 

@@ -58,6 +58,40 @@ pub const DEFAULT_CONNECT_TIMEOUT_MS: Millis = 30_000;
 /// The maximum QoS the broker granted for each filter, in order.
 pub type Granted = Vec<QoS, MAX_FILTERS>;
 
+/// What a broker accepts beyond MQTT 3.1.1 itself, checked before sending
+/// so a violation is a clear error instead of a dropped connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BrokerLimits {
+    /// The highest QoS the broker supports for PUBLISH.
+    pub max_qos: QoS,
+    /// Topics clients may not publish to (e.g. `flespi/`).
+    pub reserved_prefix: Option<&'static str>,
+}
+
+impl BrokerLimits {
+    /// No limits beyond the specification.
+    pub const NONE: Self = Self {
+        max_qos: QoS::ExactlyOnce,
+        reserved_prefix: None,
+    };
+
+    fn check_publish(&self, topic: &str, qos: QoS) -> Result<(), Error> {
+        if qos > self.max_qos {
+            return Err(Error::QosNotSupported {
+                requested: qos,
+                max: self.max_qos,
+            });
+        }
+        if let Some(prefix) = self.reserved_prefix
+            && topic.starts_with(prefix)
+        {
+            return Err(Error::ReservedTopic { prefix });
+        }
+        Ok(())
+    }
+}
+
 /// What to send in CONNECT (§3.1) and how to set the session up.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectOptions<'a> {
@@ -79,6 +113,8 @@ pub struct ConnectOptions<'a> {
     pub subscriptions: &'a [(&'a str, QoS)],
     /// How long to wait for CONNACK, in milliseconds.
     pub connect_timeout_ms: Millis,
+    /// What the broker accepts beyond the specification.
+    pub limits: BrokerLimits,
 }
 
 impl<'a> ConnectOptions<'a> {
@@ -94,7 +130,14 @@ impl<'a> ConnectOptions<'a> {
             will: None,
             subscriptions: &[],
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            limits: BrokerLimits::NONE,
         }
+    }
+
+    /// Sets the broker's limits (see [`BrokerLimits`]).
+    pub const fn with_limits(mut self, limits: BrokerLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Sets the user name and password.
@@ -308,6 +351,7 @@ pub struct Client<'b, 's, T, TM, const N: usize> {
     delivered: Option<(FrameAt, Option<[u8; 4]>)>,
     notices: Deque<Notice, N>,
     requests: Vec<Request, 4>,
+    limits: BrokerLimits,
     broken: bool,
 }
 
@@ -365,6 +409,7 @@ where
             delivered: None,
             notices: Deque::new(),
             requests: Vec::new(),
+            limits: options.limits,
             broken: false,
         };
 
@@ -493,6 +538,7 @@ where
         self.usable()?;
         self.finish_delivery().await?;
         topic::validate_name(topic)?;
+        self.limits.check_publish(topic, qos)?;
         let len = encode::publish_len(topic, payload, qos);
         if qos == QoS::AtMostOnce {
             let written = encode::publish(topic, payload, qos, None, retain, false, self.tx)?;

@@ -134,6 +134,18 @@ pub enum Error {
     Disconnected,
     /// The broker's host name could not be resolved.
     NameResolution,
+    /// The broker does not support this QoS for PUBLISH; nothing was sent.
+    QosNotSupported {
+        /// The QoS asked for.
+        requested: crate::mqtt::QoS,
+        /// The highest the broker supports.
+        max: crate::mqtt::QoS,
+    },
+    /// Clients may not publish to this topic on this broker; nothing was sent.
+    ReservedTopic {
+        /// The reserved prefix.
+        prefix: &'static str,
+    },
 }
 
 /// Why a CA-validated certificate chain was refused (RFC 5280 §6).
@@ -230,6 +242,10 @@ pub enum ConfigError {
         /// Its position in the list.
         index: usize,
     },
+    /// The broker needs a client identifier.
+    ClientIdRequired,
+    /// A flespi token key shorter than 16 characters.
+    TokenKeyTooShort,
     /// A password without a user name (MQTT 3.1.1 §3.1.2.9).
     PasswordWithoutUserName,
     /// An empty client identifier needs a clean session (§3.1.3.1).
@@ -402,6 +418,14 @@ impl fmt::Display for Error {
             ),
             Self::Disconnected => f.write_str("the connection failed earlier; reconnect"),
             Self::NameResolution => f.write_str("the broker's host name could not be resolved (DNS)"),
+            Self::QosNotSupported { requested, max } => write!(
+                f,
+                "the broker supports PUBLISH up to {max:?}, not {requested:?}; nothing was sent"
+            ),
+            Self::ReservedTopic { prefix } => write!(
+                f,
+                "clients may not publish to topics starting with {prefix:?}; nothing was sent"
+            ),
         }
     }
 }
@@ -491,6 +515,13 @@ impl fmt::Display for ConfigError {
             ),
             Self::InvalidTrustAnchor { index } => {
                 write!(f, "trust anchor #{index} is not a valid DER certificate")
+            }
+            Self::ClientIdRequired => f.write_str(
+                "a client identifier is required (each device needs its own: two devices \
+                 with the same one disconnect each other)",
+            ),
+            Self::TokenKeyTooShort => {
+                f.write_str("the token key is shorter than the 16 characters needed")
             }
             Self::PasswordWithoutUserName => {
                 f.write_str("MQTT 3.1.1 allows a password only with a user name")

@@ -56,6 +56,8 @@
 //! | `p384` | servers with ECDSA P-384 keys (and P-384 CAs) |
 //! | `ed25519` | servers with Ed25519 keys |
 //! | `rsa` | servers with RSA 2048-4096 keys and RSA-signed chains; needs `alloc` and a global allocator |
+//! | `flespi` | the [flespi.io](https://flespi.io) preset (enables `rsa`) |
+//! | `embassy-time` | [`time::EmbassyTimer`] |
 //! | `defmt` | `defmt::Format` for all public types |
 //! | `log` | log messages (e.g. the insecure-mode warning) through `log` |
 #![no_std]
@@ -76,6 +78,8 @@ extern crate std;
 pub mod client;
 pub mod error;
 pub mod fingerprint;
+#[cfg(feature = "flespi")]
+pub mod flespi;
 pub mod mqtt;
 pub mod reconnect;
 pub mod session;

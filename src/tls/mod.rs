@@ -18,6 +18,7 @@ mod socket;
 mod verifier;
 
 pub use socket::{NoTimer, ReadDeadline};
+pub use verifier::ChainObserver;
 
 use crate::error::{ConfigError, Error};
 use crate::time::{Millis, Timer};
@@ -227,6 +228,34 @@ where
         write_buffer,
         rng,
         options,
+        None,
+    )
+    .await
+}
+
+/// Like [`connect`], showing `observer` every certificate the server
+/// presents (leaf first, DER) before the trust decision: to print a
+/// server's chain, e.g. with [`Trust::insecure_accept_any_certificate`] and
+/// [`crate::trust::CertificateInfo`].
+pub async fn connect_observing<'b, S, R>(
+    socket: S,
+    read_buffer: &'b mut [u8],
+    write_buffer: &'b mut [u8],
+    rng: &mut R,
+    options: &TlsOptions<'_>,
+    observer: ChainObserver<'_>,
+) -> Result<TlsStream<'b, S>, Error>
+where
+    S: Read + Write + 'b,
+    R: RngCore + CryptoRng,
+{
+    open(
+        DeadlineSocket::new(socket, None),
+        read_buffer,
+        write_buffer,
+        rng,
+        options,
+        Some(observer),
     )
     .await
 }
@@ -258,6 +287,7 @@ where
         write_buffer,
         rng,
         options,
+        None,
     )
     .await
     .map(|mut stream| {
@@ -266,12 +296,13 @@ where
     })
 }
 
-async fn open<'b, S, R, T>(
+async fn open<'b, 'v, S, R, T>(
     socket: DeadlineSocket<'b, S, T>,
     read_buffer: &'b mut [u8],
     write_buffer: &'b mut [u8],
     rng: &mut R,
-    options: &TlsOptions<'_>,
+    options: &'v TlsOptions<'v>,
+    observer: Option<ChainObserver<'v>>,
 ) -> Result<TlsStream<'b, S, T>, Error>
 where
     S: Read + Write + 'b,
@@ -324,7 +355,8 @@ where
     }
 
     let mut verifier =
-        TrustVerifier::new(options.trust, options.server_name, options.now_unix_secs);
+        TrustVerifier::new(options.trust, options.server_name, options.now_unix_secs)
+            .with_observer(observer);
     let mut connection = TlsConnection::new(socket, read_buffer, write_buffer);
     let opened = connection
         .open(TlsContext::new(

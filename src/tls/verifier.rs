@@ -36,13 +36,25 @@ enum Progress {
     Failed(Error),
 }
 
+/// Sees the server's certificate chain (leaf first, DER) before the trust decision.
+pub type ChainObserver<'o> = &'o mut dyn FnMut(&[&[u8]]);
+
 /// Checks the server's Certificate and CertificateVerify against a [`Trust`].
-#[derive(Debug)]
 pub(crate) struct TrustVerifier<'a> {
     trust: Trust<'a>,
     server_name: &'a str,
     now_unix_secs: Option<u64>,
     progress: Progress,
+    observer: Option<ChainObserver<'a>>,
+}
+
+impl core::fmt::Debug for TrustVerifier<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TrustVerifier")
+            .field("trust", &self.trust)
+            .field("progress", &self.progress)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> TrustVerifier<'a> {
@@ -52,12 +64,22 @@ impl<'a> TrustVerifier<'a> {
             server_name,
             now_unix_secs,
             progress: Progress::AwaitingCertificate,
+            observer: None,
         }
+    }
+
+    /// Shows the server's chain to `observer` before deciding.
+    pub fn with_observer(mut self, observer: Option<ChainObserver<'a>>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// The server's Certificate message (RFC 8446 §4.4.2): `chain` leaf
     /// first, and the transcript hash through this message.
     pub fn on_certificate(&mut self, chain: &[&[u8]], transcript_hash: &[u8]) -> Result<(), Error> {
+        if let Some(observer) = self.observer.as_mut() {
+            observer(chain);
+        }
         let result = match self.progress {
             Progress::AwaitingCertificate => self
                 .trust
@@ -351,6 +373,7 @@ mod tests {
                 server_name: self.server_name,
                 now_unix_secs: self.now_unix_secs,
                 progress,
+                observer: None,
             }
         }
     }

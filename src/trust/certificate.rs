@@ -204,3 +204,167 @@ pub(crate) mod tests {
         }
     }
 }
+
+/// A distinguished name (RFC 5280 §4.1.2.4), as the DER `Name` contents.
+///
+/// `Display` prints its attributes in the order stored, e.g.
+/// `C=BE, O=GlobalSign nv-sa, CN=GlobalSign Root CA` (known types by their
+/// short names, others by dotted OID; values that are not text as hex).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Name<'a>(&'a [u8]);
+
+impl core::fmt::Debug for Name<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Name({self})")
+    }
+}
+
+impl core::fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut first = true;
+        let mut rdns = Reader::new(self.0);
+        while let Ok(rdn) = rdns.expect(tag::SET) {
+            let mut attributes = Reader::new(rdn.value);
+            while let Ok(attribute) = attributes.expect(tag::SEQUENCE) {
+                let mut parts = Reader::new(attribute.value);
+                let (Ok(oid), Ok(value)) = (parts.expect(tag::OID), parts.read()) else {
+                    continue;
+                };
+                if !first {
+                    f.write_str(", ")?;
+                }
+                first = false;
+                write_attribute_type(f, oid.value)?;
+                f.write_str("=")?;
+                write_attribute_value(f, &value)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_attribute_type(f: &mut core::fmt::Formatter<'_>, oid: &[u8]) -> core::fmt::Result {
+    // id-at (2.5.4.x, RFC 4519) and emailAddress (PKCS #9).
+    let short = match oid {
+        [0x55, 0x04, 0x03] => "CN",
+        [0x55, 0x04, 0x05] => "serialNumber",
+        [0x55, 0x04, 0x06] => "C",
+        [0x55, 0x04, 0x07] => "L",
+        [0x55, 0x04, 0x08] => "ST",
+        [0x55, 0x04, 0x0A] => "O",
+        [0x55, 0x04, 0x0B] => "OU",
+        [0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x09, 0x01] => "emailAddress",
+        _ => return write_oid(f, oid),
+    };
+    f.write_str(short)
+}
+
+/// Dotted form of a DER OBJECT IDENTIFIER's contents (X.690 §8.19).
+fn write_oid(f: &mut core::fmt::Formatter<'_>, oid: &[u8]) -> core::fmt::Result {
+    let mut arc: u64 = 0;
+    let mut first = true;
+    for &byte in oid {
+        arc = (arc << 7) | u64::from(byte & 0x7F);
+        if byte & 0x80 == 0 {
+            if first {
+                let (a, b) = if arc < 80 {
+                    (arc / 40, arc % 40)
+                } else {
+                    (2, arc - 80)
+                };
+                write!(f, "{a}.{b}")?;
+                first = false;
+            } else {
+                write!(f, ".{arc}")?;
+            }
+            arc = 0;
+        }
+    }
+    Ok(())
+}
+
+fn write_attribute_value(f: &mut core::fmt::Formatter<'_>, value: &Tlv<'_>) -> core::fmt::Result {
+    // UTF8String, PrintableString, T61String, IA5String: text.
+    const TEXT: [u8; 4] = [0x0C, 0x13, 0x14, 0x16];
+    if TEXT.contains(&value.tag)
+        && let Ok(text) = core::str::from_utf8(value.value)
+    {
+        return f.write_str(text);
+    }
+    f.write_str("#")?;
+    for byte in value.value {
+        write!(f, "{byte:02x}")?;
+    }
+    Ok(())
+}
+
+/// What a certificate says about itself, for logging and for choosing a pin.
+///
+/// ```
+/// use mqtts::trust::CertificateInfo;
+/// # let der: &[u8] = include_bytes!("../../tests/data/globalsign-root-r1.der");
+/// let info = CertificateInfo::parse(der).unwrap();
+/// assert_eq!(info.subject().to_string(), "C=BE, O=GlobalSign nv-sa, OU=Root CA, CN=GlobalSign Root CA");
+/// assert_eq!(info.not_after(), 1_832_673_600); // 2028-01-28 12:00:00 UTC
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct CertificateInfo<'a> {
+    fields: CertificateFields<'a>,
+    der: &'a [u8],
+    subject: &'a [u8],
+    issuer: &'a [u8],
+}
+
+impl<'a> CertificateInfo<'a> {
+    /// Parses a DER certificate.
+    pub fn parse(der: &'a [u8]) -> Result<Self, crate::Error> {
+        let malformed = |_| crate::Error::MalformedCertificate;
+        let fields = CertificateFields::parse(der).map_err(malformed)?;
+        // Certificate -> TBSCertificate -> issuer and subject (RFC 5280 §4.1).
+        let mut outer = Reader::new(der);
+        let mut certificate = Reader::new(outer.expect(tag::SEQUENCE).map_err(malformed)?.value);
+        let mut tbs = Reader::new(certificate.expect(tag::SEQUENCE).map_err(malformed)?.value);
+        tbs.optional(tag::CONTEXT_0).map_err(malformed)?;
+        tbs.expect(tag::INTEGER).map_err(malformed)?;
+        tbs.expect(tag::SEQUENCE).map_err(malformed)?;
+        let issuer = tbs.expect(tag::SEQUENCE).map_err(malformed)?.value;
+        tbs.expect(tag::SEQUENCE).map_err(malformed)?;
+        let subject = tbs.expect(tag::SEQUENCE).map_err(malformed)?.value;
+        Ok(Self {
+            fields,
+            der,
+            subject,
+            issuer,
+        })
+    }
+
+    /// The subject.
+    pub fn subject(&self) -> Name<'a> {
+        Name(self.subject)
+    }
+
+    /// The issuer.
+    pub fn issuer(&self) -> Name<'a> {
+        Name(self.issuer)
+    }
+
+    /// `notBefore`, seconds since the Unix epoch.
+    pub fn not_before(&self) -> u64 {
+        self.fields.not_before
+    }
+
+    /// `notAfter`, seconds since the Unix epoch.
+    pub fn not_after(&self) -> u64 {
+        self.fields.not_after
+    }
+
+    /// The public key's algorithm.
+    pub fn key_algorithm(&self) -> KeyAlgorithm {
+        self.fields.public_key.algorithm
+    }
+
+    /// The fingerprints a pin can match.
+    pub fn fingerprints(&self) -> super::PresentedCertificate {
+        super::PresentedCertificate::new(self.der, self.fields.public_key.encoded)
+    }
+}

@@ -27,6 +27,7 @@ pub(crate) mod tag {
     pub const UTC_TIME: u8 = 0x17;
     pub const GENERALIZED_TIME: u8 = 0x18;
     pub const SEQUENCE: u8 = 0x30;
+    pub const SET: u8 = 0x31;
     /// `[0] EXPLICIT` (constructed, context-specific 0): the certificate version.
     pub const CONTEXT_0: u8 = 0xA0;
 }

@@ -22,7 +22,7 @@ mod pin;
 mod presented;
 pub(crate) mod signature;
 
-pub use certificate::KeyAlgorithm;
+pub use certificate::{CertificateInfo, KeyAlgorithm, Name};
 pub use pin::Pin;
 pub use presented::PresentedCertificate;
 
