@@ -250,8 +250,10 @@ pub enum ConfigError {
     PasswordWithoutUserName,
     /// An empty client identifier needs a clean session (§3.1.3.1).
     EmptyClientIdNeedsCleanSession,
-    /// A CONNECT field is longer than 65,535 bytes.
+    /// A string or binary field is longer than 65,535 bytes (MQTT §1.5.3).
     FieldTooLong,
+    /// A QoS 1 or 2 PUBLISH was encoded without a packet identifier.
+    MissingPacketId,
     /// A record buffer is smaller than a handshake needs.
     BufferTooSmall {
         /// `"read"` or `"write"`.
@@ -529,7 +531,8 @@ impl fmt::Display for ConfigError {
             Self::EmptyClientIdNeedsCleanSession => {
                 f.write_str("an empty client identifier needs a clean session")
             }
-            Self::FieldTooLong => f.write_str("a CONNECT field is longer than 65,535 bytes"),
+            Self::FieldTooLong => f.write_str("a field is longer than 65,535 bytes"),
+            Self::MissingPacketId => f.write_str("a QoS 1 or 2 PUBLISH needs a packet identifier"),
             Self::BufferTooSmall { buffer, len, min } => write!(
                 f,
                 "the {buffer} buffer has {len} bytes; at least {min} are needed"
@@ -621,9 +624,14 @@ impl From<TopicError> for Error {
 
 impl From<crate::mqtt::encode::EncodeError> for Error {
     fn from(e: crate::mqtt::encode::EncodeError) -> Self {
-        Self::PacketTooLarge {
-            size: e.needed,
-            capacity: e.capacity,
+        use crate::mqtt::encode::EncodeError as E;
+        match e {
+            E::BufferTooSmall { needed, capacity } => Self::PacketTooLarge {
+                size: needed,
+                capacity,
+            },
+            E::FieldTooLong { .. } => Self::Config(ConfigError::FieldTooLong),
+            E::MissingPacketId => Self::Config(ConfigError::MissingPacketId),
         }
     }
 }

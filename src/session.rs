@@ -328,12 +328,7 @@ mod tests {
         let pid = s.next_id(|_| false).unwrap();
         let len = encode::publish_len("t", payload, qos);
         s.store(pid, qos, len, |out| {
-            encode::publish("t", payload, qos, Some(pid), false, false, out).map_err(|e| {
-                Error::PacketTooLarge {
-                    size: e.needed,
-                    capacity: e.capacity,
-                }
-            })
+            encode::publish("t", payload, qos, Some(pid), false, false, out).map_err(Error::from)
         })
         .unwrap();
         pid

@@ -9,14 +9,36 @@
 use super::frame::FixedHeader;
 use super::{PacketId, QoS};
 
-/// A packet does not fit the buffer.
+/// Why a packet could not be encoded; nothing was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct EncodeError {
-    /// Bytes the packet needs.
-    pub needed: usize,
-    /// Bytes available.
-    pub capacity: usize,
+pub enum EncodeError {
+    /// The packet does not fit the buffer.
+    BufferTooSmall {
+        /// Bytes the packet needs.
+        needed: usize,
+        /// Bytes available.
+        capacity: usize,
+    },
+    /// A string or binary field is longer than its 16-bit length prefix
+    /// allows (65,535 bytes, §1.5.3).
+    FieldTooLong {
+        /// The field's length.
+        len: usize,
+    },
+    /// A QoS 1 or 2 PUBLISH needs a packet identifier.
+    MissingPacketId,
+}
+
+/// The largest string or binary field (§1.5.3).
+const MAX_FIELD: usize = u16::MAX as usize;
+
+/// Checks the length-prefixed fields of a packet before anything is written.
+fn check_fields(fields: impl IntoIterator<Item = usize>) -> Result<(), EncodeError> {
+    match fields.into_iter().find(|&len| len > MAX_FIELD) {
+        Some(len) => Err(EncodeError::FieldTooLong { len }),
+        None => Ok(()),
+    }
 }
 
 /// PINGREQ (§3.12).
@@ -60,7 +82,7 @@ fn check(needed: usize, out: &[u8]) -> Result<(), EncodeError> {
     if needed <= out.len() {
         Ok(())
     } else {
-        Err(EncodeError {
+        Err(EncodeError::BufferTooSmall {
             needed,
             capacity: out.len(),
         })
@@ -93,7 +115,7 @@ fn with_mqttrs(
     check(needed, out)?;
     match mqttrs::encode_slice(packet, out) {
         Ok(written) if written == needed => Ok(written),
-        _ => Err(EncodeError {
+        _ => Err(EncodeError::BufferTooSmall {
             needed,
             capacity: out.len(),
         }),
@@ -118,6 +140,17 @@ pub fn connect_len(c: &Connect<'_>) -> usize {
 
 /// Encodes a CONNECT.
 pub fn connect(c: &Connect<'_>, out: &mut [u8]) -> Result<usize, EncodeError> {
+    check_fields(
+        [
+            Some(c.client_id.len()),
+            c.username.map(str::len),
+            c.password.map(<[u8]>::len),
+            c.will.map(|w| w.topic.len()),
+            c.will.map(|w| w.payload.len()),
+        ]
+        .into_iter()
+        .flatten(),
+    )?;
     let packet = mqttrs::Packet::Connect(mqttrs::Connect {
         protocol: mqttrs::Protocol::MQTT311,
         keep_alive: c.keep_alive_secs,
@@ -151,17 +184,13 @@ pub fn publish(
     dup: bool,
     out: &mut [u8],
 ) -> Result<usize, EncodeError> {
+    check_fields([topic.len()])?;
     let needed = publish_len(topic, payload, qos);
     let qospid = match (qos, packet_id) {
         (QoS::AtMostOnce, _) => mqttrs::QosPid::AtMostOnce,
         (QoS::AtLeastOnce, Some(id)) => mqttrs::QosPid::AtLeastOnce(mqttrs_pid(id)),
         (QoS::ExactlyOnce, Some(id)) => mqttrs::QosPid::ExactlyOnce(mqttrs_pid(id)),
-        (_, None) => {
-            return Err(EncodeError {
-                needed,
-                capacity: 0,
-            });
-        }
+        (_, None) => return Err(EncodeError::MissingPacketId),
     };
     let packet = mqttrs::Packet::Publish(mqttrs::Publish {
         dup,
@@ -223,7 +252,7 @@ fn put(out: &mut [u8], at: &mut usize, bytes: &[u8]) -> Result<(), EncodeError> 
     let end = *at + bytes.len();
     let capacity = out.len();
     out.get_mut(*at..end)
-        .ok_or(EncodeError {
+        .ok_or(EncodeError::BufferTooSmall {
             needed: end,
             capacity,
         })?
@@ -233,10 +262,7 @@ fn put(out: &mut [u8], at: &mut usize, bytes: &[u8]) -> Result<(), EncodeError> 
 }
 
 fn put_string(out: &mut [u8], at: &mut usize, s: &str) -> Result<(), EncodeError> {
-    let len = u16::try_from(s.len()).map_err(|_| EncodeError {
-        needed: s.len(),
-        capacity: usize::from(u16::MAX),
-    })?;
+    let len = u16::try_from(s.len()).map_err(|_| EncodeError::FieldTooLong { len: s.len() })?;
     put(out, at, &len.to_be_bytes())?;
     put(out, at, s.as_bytes())
 }
@@ -245,7 +271,7 @@ fn put_string(out: &mut [u8], at: &mut usize, s: &str) -> Result<(), EncodeError
 fn start(first_byte: u8, remaining: usize, out: &mut [u8]) -> Result<usize, EncodeError> {
     let needed = frame_len(remaining);
     check(needed, out)?;
-    FixedHeader::encode(first_byte, remaining, out).ok_or(EncodeError {
+    FixedHeader::encode(first_byte, remaining, out).ok_or(EncodeError::BufferTooSmall {
         needed,
         capacity: out.len(),
     })
@@ -257,6 +283,7 @@ pub fn subscribe(
     filters: &[(&str, QoS)],
     out: &mut [u8],
 ) -> Result<usize, EncodeError> {
+    check_fields(filters.iter().map(|(f, _)| f.len()))?;
     // Flags 0b0010 (§3.8.1).
     let mut at = start(
         0x82,
@@ -273,6 +300,7 @@ pub fn subscribe(
 
 /// Encodes an UNSUBSCRIBE (§3.10) with any number of filters.
 pub fn unsubscribe(id: PacketId, filters: &[&str], out: &mut [u8]) -> Result<usize, EncodeError> {
+    check_fields(filters.iter().map(|f| f.len()))?;
     // Flags 0b0010 (§3.10.1).
     let mut at = start(0xA2, unsubscribe_remaining(filters.iter().copied()), out)?;
     put(out, &mut at, &id.get().to_be_bytes())?;
@@ -349,7 +377,7 @@ mod tests {
         );
         assert_eq!(
             connect(&c, &mut out[..n - 1]),
-            Err(EncodeError {
+            Err(EncodeError::BufferTooSmall {
                 needed: n,
                 capacity: n - 1
             })
@@ -406,7 +434,7 @@ mod tests {
         );
         assert_eq!(
             subscribe(pid(3), &filters, &mut out[..10]),
-            Err(EncodeError {
+            Err(EncodeError::BufferTooSmall {
                 needed: 36,
                 capacity: 10
             })
