@@ -40,7 +40,8 @@
 //! wire: the connection must then be abandoned.
 
 use crate::error::{ConfigError, Error, FilterName};
-use crate::mqtt::encode::{self, Ack, Will};
+pub use crate::mqtt::encode::Will;
+use crate::mqtt::encode::{self, Ack};
 use crate::mqtt::frame::{self, FixedHeader, Incoming, PacketType, Publish};
 
 use crate::mqtt::{ConnackCode, PacketId, ProtocolError, QoS, topic};
@@ -51,6 +52,10 @@ use heapless::{Deque, Vec};
 
 /// The most filters one [`Client::subscribe`] or [`Client::unsubscribe`] takes.
 pub const MAX_FILTERS: usize = 16;
+
+/// The smallest receive buffer: a CONNACK, an acknowledgement, or enough
+/// of a larger PUBLISH to identify it when it must be skipped.
+pub const MIN_RX_BUFFER: usize = 16;
 
 /// How long [`Client::connect`] waits for CONNACK unless set otherwise.
 pub const DEFAULT_CONNECT_TIMEOUT_MS: Millis = 30_000;
@@ -236,6 +241,10 @@ pub struct Connected {
     pub session_present: bool,
     /// QoS 1/2 messages and PUBREL sent again from the session.
     pub resent: usize,
+    /// QoS 1/2 messages from an earlier connection that were never
+    /// acknowledged and were dropped because this connection uses a clean
+    /// session (use [`ConnectOptions::with_persistent_session`] to keep them).
+    pub discarded: usize,
     /// What the broker granted for [`ConnectOptions::subscriptions`], if
     /// they were sent (the broker had no session).
     pub granted: Option<Granted>,
@@ -266,16 +275,38 @@ pub enum Event<'a> {
     },
 }
 
-/// Events kept for later `poll`s (they own their data).
+/// A message skipped for its size, kept for `poll` to report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Notice {
-    Published(PacketId),
-    TooLarge {
-        size: usize,
-        capacity: usize,
-        qos: QoS,
-        packet_id: Option<PacketId>,
-    },
+struct TooLarge {
+    size: usize,
+    capacity: usize,
+    qos: QoS,
+    packet_id: Option<PacketId>,
+}
+
+impl From<TooLarge> for Event<'_> {
+    fn from(t: TooLarge) -> Self {
+        Event::MessageTooLarge {
+            size: t.size,
+            capacity: t.capacity,
+            qos: t.qos,
+            packet_id: t.packet_id,
+        }
+    }
+}
+
+/// How many skipped-message reports wait for `poll` at most; while
+/// waiting for an acknowledgement with that many, the wait stops with
+/// [`Error::AckPending`] before anything more is read.
+const TOO_LARGE_QUEUE: usize = 4;
+
+/// What `read_frame` found.
+#[derive(Debug, Clone, Copy)]
+enum Read {
+    /// A whole frame at this place in the receive buffer.
+    Frame(FrameAt),
+    /// A message too large for the buffer was skipped and queued as a report.
+    Skipped,
 }
 
 /// A SUBSCRIBE or UNSUBSCRIBE waiting for its acknowledgement.
@@ -349,10 +380,24 @@ pub struct Client<'b, 's, T, TM, const N: usize> {
     /// A message handed to the application by the last `poll`: its frame is
     /// removed and its acknowledgement sent at the next call.
     delivered: Option<(FrameAt, Option<[u8; 4]>)>,
-    notices: Deque<Notice, N>,
+    /// Completions of other messages seen while waiting for one: at most
+    /// `N` (a message is either in flight or here, see `start_publish`).
+    completed: Deque<PacketId, N>,
+    too_large: Deque<TooLarge, TOO_LARGE_QUEUE>,
     requests: Vec<Request, 4>,
     limits: BrokerLimits,
     broken: bool,
+}
+
+impl<T, TM, const N: usize> core::fmt::Debug for Client<'_, '_, T, TM, N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client")
+            .field("in_flight", &self.session.in_flight())
+            .field("queued_bytes", &self.rx.queued)
+            .field("keep_alive_ms", &self.keep_alive_ms)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'b, 's, T, TM, const N: usize> Client<'b, 's, T, TM, N>
@@ -390,6 +435,14 @@ where
         options: &ConnectOptions<'_>,
     ) -> Result<(Self, Connected), Error> {
         options.check()?;
+        if rx.len() < MIN_RX_BUFFER {
+            return Err(ConfigError::BufferTooSmall {
+                buffer: "rx",
+                len: rx.len(),
+                min: MIN_RX_BUFFER,
+            }
+            .into());
+        }
         let now = timer.now();
         let mut client = Self {
             transport,
@@ -407,7 +460,8 @@ where
             last_received: now,
             ping_sent: None,
             delivered: None,
-            notices: Deque::new(),
+            completed: Deque::new(),
+            too_large: Deque::new(),
             requests: Vec::new(),
             limits: options.limits,
             broken: false,
@@ -428,7 +482,14 @@ where
             .timer
             .now()
             .saturating_add(options.connect_timeout_ms);
-        let frame = client.read_frame(Some(deadline)).await?;
+        let frame = match client.read_frame(Some(deadline)).await? {
+            Read::Frame(frame) => frame,
+            // An oversized PUBLISH before CONNACK.
+            Read::Skipped => {
+                client.broken = true;
+                return Err(ProtocolError::UnexpectedPacket(PacketType::Publish).into());
+            }
+        };
         let connack = match client.decode(frame)? {
             Incoming::Connack {
                 session_present,
@@ -454,6 +515,15 @@ where
             // The broker forgot us: its QoS 2 receive state is gone too.
             client.session.forget_incoming();
         }
+        // A clean session starts from nothing [MQTT-3.1.2-6]: messages still
+        // in flight from before are dropped, and counted in `Connected`.
+        let discarded = if options.clean_session {
+            let count = client.session.in_flight();
+            client.session.clear();
+            count
+        } else {
+            0
+        };
         let resent = client.resend_in_flight().await?;
         let granted = if session_present || options.subscriptions.is_empty() {
             None
@@ -465,6 +535,7 @@ where
             Connected {
                 session_present,
                 resent,
+                discarded,
                 granted,
             },
         ))
@@ -545,6 +616,11 @@ where
             self.send_tx(written).await?;
             return Ok(None);
         }
+        // A completion not yet reported by `poll` still takes a place, so
+        // that the completions queue can never overflow.
+        if self.session.in_flight() + self.completed.len() >= N {
+            return Err(Error::InFlightFull { max: N });
+        }
         self.session.check_room(len)?;
         let requests = &self.requests;
         let id = self
@@ -578,14 +654,14 @@ where
             .push(Request::Subscribe(id))
             .map_err(|_| Error::InFlightFull { max: 4 })?;
         self.send_tx(len).await?;
-        let codes = self.wait_for(WaitFor::Suback(id)).await;
+        let result = self.wait_for(WaitFor::Suback(id)).await;
         self.requests.retain(|r| *r != Request::Subscribe(id));
-        let codes = codes?;
-        if codes.len() != filters.len() {
+        let (codes, count) = result?;
+        if count != filters.len() {
             self.broken = true;
             return Err(ProtocolError::SubackCountMismatch {
                 expected: filters.len(),
-                found: codes.len(),
+                found: count,
             }
             .into());
         }
@@ -635,21 +711,11 @@ where
     pub async fn poll(&mut self) -> Result<Event<'_>, Error> {
         self.usable()?;
         self.finish_delivery().await?;
-        if let Some(notice) = self.notices.pop_front() {
-            return Ok(match notice {
-                Notice::Published(id) => Event::Published(id),
-                Notice::TooLarge {
-                    size,
-                    capacity,
-                    qos,
-                    packet_id,
-                } => Event::MessageTooLarge {
-                    size,
-                    capacity,
-                    qos,
-                    packet_id,
-                },
-            });
+        if let Some(id) = self.completed.pop_front() {
+            return Ok(Event::Published(id));
+        }
+        if let Some(skipped) = self.too_large.pop_front() {
+            return Ok(skipped.into());
         }
         loop {
             let frame = if self.rx.queued > 0 {
@@ -661,7 +727,13 @@ where
                     len: header.frame_len(),
                 }
             } else {
-                self.read_frame(None).await?
+                match self.read_frame(None).await? {
+                    Read::Frame(frame) => frame,
+                    Read::Skipped => match self.too_large.pop_front() {
+                        Some(skipped) => return Ok(skipped.into()),
+                        None => continue,
+                    },
+                }
             };
             match self.classify(frame)? {
                 Classified::Publish { qos, id } => match self.incoming_ack(qos, id)? {
@@ -749,7 +821,11 @@ where
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 let pubrec = encode::ack(Ack::Pubrec, id);
-                if self.session.on_incoming_qos2(id)? {
+                let is_new = self
+                    .session
+                    .on_incoming_qos2(id)
+                    .inspect_err(|_| self.broken = true)?;
+                if is_new {
                     IncomingAck::Deliver(Some(pubrec))
                 } else {
                     IncomingAck::Duplicate(pubrec)
@@ -760,12 +836,15 @@ where
     }
 
     /// Reads until `waiting` is satisfied; PUBLISH frames are kept for
-    /// `poll`. Returns the SUBACK codes when waiting for one.
-    async fn wait_for(&mut self, waiting: WaitFor) -> Result<SubackCodes, Error> {
+    /// `poll`. Returns the SUBACK codes (and how many there were) when
+    /// waiting for one.
+    async fn wait_for(&mut self, waiting: WaitFor) -> Result<(SubackCodes, usize), Error> {
         loop {
             let frame = match self.read_frame(None).await {
+                Ok(Read::Frame(frame)) => frame,
+                Ok(Read::Skipped) => continue,
                 Err(Error::AckPending(_)) => return Err(Error::AckPending(waiting.id())),
-                other => other?,
+                Err(e) => return Err(e),
             };
             match self.classify(frame)? {
                 Classified::Publish { .. } => {
@@ -775,33 +854,22 @@ where
                 Classified::Suback { id, codes, count } => {
                     self.rx.remove(frame.start, frame.len);
                     if waiting == WaitFor::Suback(id) {
-                        if count > MAX_FILTERS {
-                            self.broken = true;
-                            return Err(ProtocolError::SubackCountMismatch {
-                                expected: MAX_FILTERS,
-                                found: count,
-                            }
-                            .into());
-                        }
-                        return Ok(codes);
+                        return Ok((codes, count));
                     }
                 }
                 Classified::Control(control) => {
                     self.rx.remove(frame.start, frame.len);
                     match (self.handle_control(control).await?, waiting) {
                         (Some(Done::Completion(id)), WaitFor::Completion(w)) if id == w => {
-                            return Ok(SubackCodes::new());
+                            return Ok((SubackCodes::new(), 0));
                         }
                         (Some(Done::Unsubscribed(id)), WaitFor::Unsuback(w)) if id == w => {
-                            return Ok(SubackCodes::new());
+                            return Ok((SubackCodes::new(), 0));
                         }
-                        // Someone else's: report it from `poll`. At most N
-                        // messages are in flight, so there is room.
-                        (Some(Done::Completion(id)), _)
-                            if self.notices.push_back(Notice::Published(id)).is_err() =>
-                        {
-                            self.broken = true;
-                            return Err(Error::InFlightFull { max: N });
+                        (Some(Done::Completion(id)), _) => {
+                            // Someone else's: `poll` reports it. There is
+                            // room: `start_publish` counts these as in flight.
+                            let _ = self.completed.push_back(id);
                         }
                         _ => {}
                     }
@@ -891,7 +959,7 @@ where
     /// Reads until a whole frame sits at `rx.queued`, answering the
     /// keep-alive timer meanwhile. `connect_deadline` bounds the wait for
     /// CONNACK.
-    async fn read_frame(&mut self, connect_deadline: Option<Millis>) -> Result<FrameAt, Error> {
+    async fn read_frame(&mut self, connect_deadline: Option<Millis>) -> Result<Read, Error> {
         loop {
             let start = self.rx.queued;
             let available = self.rx.filled - start;
@@ -906,15 +974,16 @@ where
             if let Some(header) = header {
                 let len = header.frame_len();
                 if len <= available {
-                    return Ok(FrameAt { start, len });
+                    return Ok(Read::Frame(FrameAt { start, len }));
                 }
                 if len > self.rx.buf.len() {
-                    if start > 0 {
-                        // Let `poll` deliver the queued messages first.
+                    if start > 0 || self.too_large.is_full() {
+                        // Let `poll` deliver the queued messages and
+                        // reports first; nothing was consumed.
                         return Err(Error::AckPending(QUEUE_FULL));
                     }
                     if self.skip_oversized(header).await? {
-                        continue;
+                        return Ok(Read::Skipped);
                     }
                 } else if len > self.rx.buf.len() - start {
                     // Fits once the queued messages are delivered.
@@ -972,23 +1041,25 @@ where
                 }
             }
         };
+        // Record QoS 2 state before anything changes: an error here leaves
+        // the connection consistent (and broken).
+        if let (QoS::ExactlyOnce, Some(id)) = (qos, packet_id) {
+            self.session
+                .on_incoming_qos2(id)
+                .inspect_err(|_| self.broken = true)?;
+        }
         self.rx.skip = size - self.rx.filled;
         self.rx.filled = 0;
-        let notice = Notice::TooLarge {
+        // `read_frame` checked there is room.
+        let _ = self.too_large.push_back(TooLarge {
             size,
             capacity,
             qos,
             packet_id,
-        };
-        if self.notices.push_back(notice).is_err() {
-            // Only while waiting for an acknowledgement with N notices
-            // queued; `poll` empties them first.
-            return Err(Error::AckPending(QUEUE_FULL));
-        }
+        });
         match (qos, packet_id) {
             (QoS::AtLeastOnce, Some(id)) => self.send_bytes(&encode::ack(Ack::Puback, id)).await?,
             (QoS::ExactlyOnce, Some(id)) => {
-                let _ = self.session.on_incoming_qos2(id)?;
                 self.send_bytes(&encode::ack(Ack::Pubrec, id)).await?;
             }
             _ => {}
@@ -1058,7 +1129,7 @@ where
         if let Some(deadline) = connect_deadline {
             if now >= deadline {
                 self.broken = true;
-                return Err(Error::KeepAliveTimeout);
+                return Err(Error::ConnackTimeout);
             }
             return Ok(());
         }

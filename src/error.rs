@@ -134,6 +134,8 @@ pub enum Error {
     Disconnected,
     /// The broker's host name could not be resolved.
     NameResolution,
+    /// The broker did not answer CONNECT within the connect timeout.
+    ConnackTimeout,
     /// The broker does not support this QoS for PUBLISH; nothing was sent.
     QosNotSupported {
         /// The QoS asked for.
@@ -420,6 +422,7 @@ impl fmt::Display for Error {
             ),
             Self::Disconnected => f.write_str("the connection failed earlier; reconnect"),
             Self::NameResolution => f.write_str("the broker's host name could not be resolved (DNS)"),
+            Self::ConnackTimeout => f.write_str("the broker did not answer CONNECT in time"),
             Self::QosNotSupported { requested, max } => write!(
                 f,
                 "the broker supports PUBLISH up to {max:?}, not {requested:?}; nothing was sent"

@@ -109,8 +109,7 @@ pub(crate) struct SessionState<'s, const N: usize> {
 }
 
 impl<const N: usize> SessionState<'_, N> {
-    #[cfg(test)]
-    fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.len()
     }
 

@@ -6,12 +6,15 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod mock_broker;
 pub mod pki;
 pub mod server;
 
 // Each test file uses only some of these.
 #[allow(unused_imports)]
 pub use broker::*;
+#[allow(unused_imports)]
+pub use mock_broker::*;
 #[allow(unused_imports)]
 pub use pki::*;
 #[allow(unused_imports)]
