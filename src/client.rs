@@ -253,6 +253,7 @@ pub struct Connected {
 /// What [`Client::poll`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum Event<'a> {
     /// An application message, borrowed from the receive buffer. It is
     /// acknowledged (QoS 1: PUBACK, QoS 2: PUBREC) when `poll` is called
@@ -261,8 +262,20 @@ pub enum Event<'a> {
     /// A QoS 1/2 message sent with [`Client::start_publish`] is complete:
     /// the broker has it (PUBACK, or PUBCOMP for QoS 2).
     Published(PacketId),
-    /// A message too large for the receive buffer arrived; it was skipped
-    /// (and acknowledged, so the broker does not resend it forever).
+    /// The broker acknowledged a SUBSCRIBE whose `subscribe()` call ended
+    /// with [`Error::AckPending`].
+    Subscribed {
+        /// The SUBSCRIBE's identifier (the one in `AckPending`).
+        packet_id: PacketId,
+        /// The first refused filter (SUBACK 0x80), if any.
+        refused: Option<usize>,
+    },
+    /// The broker acknowledged an UNSUBSCRIBE whose `unsubscribe()` call
+    /// ended with [`Error::AckPending`].
+    Unsubscribed(PacketId),
+    /// A message too large for the receive buffer arrived; it was skipped,
+    /// and acknowledged when its packet identifier could be read (its
+    /// topic fits the buffer), so the broker does not resend it.
     MessageTooLarge {
         /// The PUBLISH packet's size.
         size: usize,
@@ -387,6 +400,10 @@ pub struct Client<'b, 's, T, TM, const N: usize> {
     requests: Vec<Request, 4>,
     limits: BrokerLimits,
     broken: bool,
+    /// A write started and has not finished: if found set when a method
+    /// starts, a future was dropped mid-write and half a packet may be on
+    /// the wire.
+    writing: bool,
 }
 
 impl<T, TM, const N: usize> core::fmt::Debug for Client<'_, '_, T, TM, N> {
@@ -465,6 +482,7 @@ where
             requests: Vec::new(),
             limits: options.limits,
             broken: false,
+            writing: false,
         };
 
         let connect = encode::Connect {
@@ -516,19 +534,25 @@ where
             client.session.forget_incoming();
         }
         // A clean session starts from nothing [MQTT-3.1.2-6]: messages still
-        // in flight from before are dropped, and counted in `Connected`.
+        // in flight from before are not resent, and are dropped (and
+        // counted in `Connected`) only once this connect has succeeded, so a
+        // failed attempt loses nothing.
+        let resent = if options.clean_session {
+            0
+        } else {
+            client.resend_in_flight().await?
+        };
+        let granted = if session_present || options.subscriptions.is_empty() {
+            None
+        } else {
+            Some(client.subscribe(options.subscriptions).await?)
+        };
         let discarded = if options.clean_session {
             let count = client.session.in_flight();
             client.session.clear();
             count
         } else {
             0
-        };
-        let resent = client.resend_in_flight().await?;
-        let granted = if session_present || options.subscriptions.is_empty() {
-            None
-        } else {
-            Some(client.subscribe(options.subscriptions).await?)
         };
         Ok((
             client,
@@ -549,6 +573,7 @@ where
         for resend in self.session.resends() {
             let _ = resends.push(resend);
         }
+        self.writing = true;
         for resend in resends {
             match resend {
                 Resend::Publish { offset, len } => {
@@ -566,9 +591,7 @@ where
             }
             count += 1;
         }
-        if count > 0 {
-            self.flush().await?;
-        }
+        self.flush().await?;
         Ok(count)
     }
 
@@ -627,6 +650,7 @@ where
             .session
             .next_id(|id| requests.iter().any(|r| request_id(r) == id))
             .ok_or(Error::InFlightFull { max: N })?;
+        self.writing = true;
         let bytes = self.session.store(id, qos, len, |out| {
             encode::publish(topic, payload, qos, Some(id), retain, false, out).map_err(Error::from)
         })?;
@@ -642,6 +666,9 @@ where
     pub async fn subscribe(&mut self, filters: &[(&str, QoS)]) -> Result<Granted, Error> {
         self.usable()?;
         self.finish_delivery().await?;
+        if filters.is_empty() {
+            return Err(ConfigError::NoFilters.into());
+        }
         if filters.len() > MAX_FILTERS {
             return Err(Error::TooManyFilters { max: MAX_FILTERS });
         }
@@ -650,12 +677,12 @@ where
         }
         let id = self.request_id()?;
         let len = encode::subscribe(id, filters, self.tx)?;
-        self.requests
-            .push(Request::Subscribe(id))
-            .map_err(|_| Error::InFlightFull { max: 4 })?;
+        self.add_request(Request::Subscribe(id));
         self.send_tx(len).await?;
         let result = self.wait_for(WaitFor::Suback(id)).await;
-        self.requests.retain(|r| *r != Request::Subscribe(id));
+        if !matches!(result, Err(Error::AckPending(_))) {
+            self.requests.retain(|r| *r != Request::Subscribe(id));
+        }
         let (codes, count) = result?;
         if count != filters.len() {
             self.broken = true;
@@ -686,6 +713,9 @@ where
     pub async fn unsubscribe(&mut self, filters: &[&str]) -> Result<(), Error> {
         self.usable()?;
         self.finish_delivery().await?;
+        if filters.is_empty() {
+            return Err(ConfigError::NoFilters.into());
+        }
         if filters.len() > MAX_FILTERS {
             return Err(Error::TooManyFilters { max: MAX_FILTERS });
         }
@@ -694,12 +724,12 @@ where
         }
         let id = self.request_id()?;
         let len = encode::unsubscribe(id, filters, self.tx)?;
-        self.requests
-            .push(Request::Unsubscribe(id))
-            .map_err(|_| Error::InFlightFull { max: 4 })?;
+        self.add_request(Request::Unsubscribe(id));
         self.send_tx(len).await?;
         let result = self.wait_for(WaitFor::Unsuback(id)).await;
-        self.requests.retain(|r| *r != Request::Unsubscribe(id));
+        if !matches!(result, Err(Error::AckPending(_))) {
+            self.requests.retain(|r| *r != Request::Unsubscribe(id));
+        }
         result.map(|_| ())
     }
 
@@ -753,14 +783,27 @@ where
                         };
                     }
                 },
-                Classified::Suback { .. } => {
-                    // A SUBACK nobody waits for (a cancelled subscribe): ignored.
+                Classified::Suback { id, codes, .. } => {
                     self.rx.remove(frame.start, frame.len);
+                    // Reported if a `subscribe()` gave up waiting for it
+                    // (AckPending); a cancelled one's is ignored.
+                    if self.take_request(Request::Subscribe(id)) {
+                        return Ok(Event::Subscribed {
+                            packet_id: id,
+                            refused: codes.iter().position(Option::is_none),
+                        });
+                    }
                 }
                 Classified::Control(control) => {
                     self.rx.remove(frame.start, frame.len);
-                    if let Some(Done::Completion(id)) = self.handle_control(control).await? {
-                        return Ok(Event::Published(id));
+                    match self.handle_control(control).await? {
+                        Some(Done::Completion(id)) => return Ok(Event::Published(id)),
+                        Some(Done::Unsubscribed(id))
+                            if self.take_request(Request::Unsubscribe(id)) =>
+                        {
+                            return Ok(Event::Unsubscribed(id));
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -787,12 +830,32 @@ where
         self.broken
     }
 
-    fn usable(&self) -> Result<(), Error> {
+    fn usable(&mut self) -> Result<(), Error> {
+        if self.writing {
+            self.broken = true;
+        }
         if self.broken {
             Err(Error::Disconnected)
         } else {
             Ok(())
         }
+    }
+
+    /// Forgets a pending request; `true` if it was pending.
+    fn take_request(&mut self, request: Request) -> bool {
+        let pending = self.requests.contains(&request);
+        self.requests.retain(|r| *r != request);
+        pending
+    }
+
+    /// Remembers a SUBSCRIBE/UNSUBSCRIBE until its acknowledgement. A full
+    /// list drops the oldest: a call that was cancelled (its future
+    /// dropped) never removed its entry.
+    fn add_request(&mut self, request: Request) {
+        if self.requests.is_full() {
+            self.requests.remove(0);
+        }
+        let _ = self.requests.push(request);
     }
 
     fn request_id(&mut self) -> Result<PacketId, Error> {
@@ -805,11 +868,14 @@ where
     /// Completes the delivery of the message the last `poll` returned:
     /// removes its frame and acknowledges it (§4.3.2, §4.3.3).
     async fn finish_delivery(&mut self) -> Result<(), Error> {
-        if let Some((frame, ack)) = self.delivered.take() {
-            self.rx.remove(frame.start, frame.len);
+        if let Some((frame, ack)) = self.delivered {
+            // Acknowledge first: if this is cancelled, the message stays
+            // delivered-but-unacknowledged and the connection is abandoned.
             if let Some(ack) = ack {
                 self.send_bytes(&ack).await?;
             }
+            self.delivered = None;
+            self.rx.remove(frame.start, frame.len);
         }
         Ok(())
     }
@@ -990,6 +1056,10 @@ where
                     return Err(Error::AckPending(QUEUE_FULL));
                 }
             }
+            if start > 0 && self.rx.filled == self.rx.buf.len() {
+                // Queued messages fill the buffer: `poll` must deliver them.
+                return Err(Error::AckPending(QUEUE_FULL));
+            }
             self.read_more(connect_deadline).await?;
         }
     }
@@ -1146,6 +1216,7 @@ where
     }
 
     async fn send_tx(&mut self, len: usize) -> Result<(), Error> {
+        self.writing = true;
         let bytes = self.tx.get(..len).unwrap_or_default();
         let result = write_packet(&mut self.transport, bytes).await;
         result.inspect_err(|_| self.broken = true)?;
@@ -1153,14 +1224,17 @@ where
     }
 
     async fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.writing = true;
         let result = write_packet(&mut self.transport, bytes).await;
         result.inspect_err(|_| self.broken = true)?;
         self.flush().await
     }
 
+    /// Ends every write sequence: the packets are out.
     async fn flush(&mut self) -> Result<(), Error> {
         let result = self.transport.flush().await;
         result.inspect_err(|_| self.broken = true)?;
+        self.writing = false;
         self.last_sent = self.timer.now();
         Ok(())
     }

@@ -105,9 +105,11 @@ pub enum Error {
         /// The session's `N`.
         max: usize,
     },
-    /// The message was sent, but its acknowledgement is behind incoming
-    /// messages that fill the receive buffer: call `poll()`, which delivers
-    /// them and then reports `Event::Published` for this identifier.
+    /// The packet was sent, but its acknowledgement is behind incoming
+    /// messages that fill the receive buffer. Not a connection failure:
+    /// call `poll()`, which delivers them and then reports the outcome for
+    /// this identifier (`Event::Published`, `Event::Subscribed` or
+    /// `Event::Unsubscribed`). Do not send the message again.
     AckPending(PacketId),
     /// The broker refused a subscription (SUBACK 0x80, §3.9.3).
     SubscriptionRefused {
@@ -224,6 +226,8 @@ pub enum TlsFailure {
     Internal,
     /// mqtts refused the server and aborted the handshake; see the alert sent.
     Aborted(Alert),
+    /// The server did not complete the handshake in time.
+    Timeout,
 }
 
 /// A configuration that cannot work.
@@ -246,6 +250,11 @@ pub enum ConfigError {
     },
     /// The broker needs a client identifier.
     ClientIdRequired,
+    /// A TLS stream from `tls::connect` has no timer: an MQTT client needs
+    /// one from `tls::connect_with_timer` (or `Client::connect_tls`).
+    StreamWithoutTimer,
+    /// SUBSCRIBE and UNSUBSCRIBE need at least one filter (§3.8.3, §3.10.3).
+    NoFilters,
     /// A flespi token key shorter than 16 characters.
     TokenKeyTooShort,
     /// A password without a user name (MQTT 3.1.1 §3.1.2.9).
@@ -503,6 +512,7 @@ impl fmt::Display for TlsFailure {
                 f.write_str("internal TLS error (are the record buffers large enough?)")
             }
             Self::Aborted(alert) => write!(f, "handshake aborted with alert {alert}"),
+            Self::Timeout => f.write_str("the server did not complete the handshake in time"),
         }
     }
 }
@@ -521,6 +531,10 @@ impl fmt::Display for ConfigError {
             Self::InvalidTrustAnchor { index } => {
                 write!(f, "trust anchor #{index} is not a valid DER certificate")
             }
+            Self::StreamWithoutTimer => f.write_str(
+                "this TLS stream has no timer (use tls::connect_with_timer or Client::connect_tls)",
+            ),
+            Self::NoFilters => f.write_str("SUBSCRIBE and UNSUBSCRIBE need at least one filter"),
             Self::ClientIdRequired => f.write_str(
                 "a client identifier is required (each device needs its own: two devices \
                  with the same one disconnect each other)",

@@ -190,7 +190,14 @@ pub struct Supervisor<C, TM> {
     backoff: Backoff,
     failures: u32,
     next_attempt_at: Millis,
+    /// When the last successful connection was made.
+    connected_at: Option<Millis>,
 }
+
+/// A connection must last this long for the backoff to start over: one
+/// that the broker drops right after CONNACK (a duplicate client id, an ACL)
+/// must not make the device reconnect in a tight loop.
+pub const STABLE_AFTER_MS: Millis = 30_000;
 
 impl<C: Connector, TM: Timer> Supervisor<C, TM> {
     /// A supervisor whose first attempt starts at once.
@@ -201,6 +208,7 @@ impl<C: Connector, TM: Timer> Supervisor<C, TM> {
             backoff,
             failures: 0,
             next_attempt_at: 0,
+            connected_at: None,
         }
     }
 
@@ -219,7 +227,8 @@ impl<C: Connector, TM: Timer> Supervisor<C, TM> {
     /// and MQTT (resending the session's messages in flight). Call it again
     /// after a [`Failure`], or after the returned client fails.
     ///
-    /// A success resets the backoff.
+    /// The backoff starts over once a connection lasted
+    /// [`STABLE_AFTER_MS`]; one that dies sooner counts as a failure.
     pub async fn connect<'b, 's, R, const N: usize>(
         &'b mut self,
         rng: &mut R,
@@ -245,7 +254,18 @@ impl<C: Connector, TM: Timer> Supervisor<C, TM> {
             backoff,
             failures,
             next_attempt_at,
+            connected_at,
         } = self;
+        if let Some(since) = connected_at.take() {
+            if timer.now().saturating_sub(since) < STABLE_AFTER_MS {
+                // The last connection died young: back off as after a failure.
+                *failures = failures.saturating_add(1);
+                let delay = backoff.jittered_ms(*failures, rng.next_u32());
+                *next_attempt_at = timer.now().saturating_add(delay);
+            } else {
+                *failures = 0;
+            }
+        }
         timer.sleep_until(*next_attempt_at).await;
         let attempt = match connector.connect().await {
             Ok(socket) => {
@@ -257,7 +277,8 @@ impl<C: Connector, TM: Timer> Supervisor<C, TM> {
         };
         match attempt {
             Ok(connected) => {
-                *failures = 0;
+                // The backoff starts over once this connection proves stable.
+                *connected_at = Some(timer.now());
                 *next_attempt_at = 0;
                 Ok(connected)
             }

@@ -69,6 +69,13 @@ impl Timer for EmbassyTimer {
     }
 
     async fn sleep_until(&mut self, deadline: Millis) {
-        embassy_time::Timer::at(embassy_time::Instant::from_millis(deadline)).await;
+        // `Instant::from_millis` overflows for far deadlines (keep-alive 0
+        // means "never"): those never come.
+        match deadline.checked_mul(embassy_time::TICK_HZ) {
+            Some(ticks) => {
+                embassy_time::Timer::at(embassy_time::Instant::from_ticks(ticks / 1000)).await;
+            }
+            None => core::future::pending::<()>().await,
+        }
     }
 }

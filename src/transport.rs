@@ -2,7 +2,7 @@
 //! stop at a deadline without losing data, so waiting for packets and the
 //! keep-alive timer never corrupt the stream.
 
-use crate::error::Error;
+use crate::error::{ConfigError, Error};
 use crate::time::{Millis, Timer};
 use crate::tls::TlsStream;
 use embedded_io_async::{Read, Write};
@@ -36,6 +36,11 @@ where
         buf: &mut [u8],
         deadline: Millis,
     ) -> Result<Option<usize>, Error> {
+        // Without a timer the keep-alive could never fire: refuse rather
+        // than silently never ping.
+        if !self.has_timer() {
+            return Err(ConfigError::StreamWithoutTimer.into());
+        }
         TlsStream::read_before(self, buf, deadline).await
     }
 

@@ -114,6 +114,11 @@ enum Ev {
         qos: QoS,
         id: Option<u16>,
     },
+    Subscribed {
+        id: u16,
+        refused: Option<usize>,
+    },
+    Unsubscribed(u16),
 }
 
 fn owned(event: Event<'_>) -> Ev {
@@ -138,6 +143,12 @@ fn owned(event: Event<'_>) -> Ev {
             qos,
             id: packet_id.map(PacketId::get),
         },
+        Event::Subscribed { packet_id, refused } => Ev::Subscribed {
+            id: packet_id.get(),
+            refused,
+        },
+        Event::Unsubscribed(id) => Ev::Unsubscribed(id.get()),
+        other => panic!("unexpected event {other:?}"),
     }
 }
 
@@ -2723,4 +2734,136 @@ async fn clean_session_reconnect_discards_the_previous_session() {
     assert!(broker.expect_connect().await.clean_session());
     broker.expect_silence().await;
     assert_eq!(connected.resent, 0);
+}
+
+// Regressions from the review.
+
+#[tokio::test]
+async fn a_receive_buffer_exactly_full_of_queued_messages_is_ack_pending() {
+    // rx 64: two 32-byte QoS 0 messages arrive while publish() waits.
+    connected!(client, broker, n = 4, rx = 64, tx = 256, outbox = 1024);
+    let message = publish0("t", &[7u8; 27]);
+    assert_eq!(message.len(), 32);
+    let (publish, ()) = tokio::join!(
+        client.publish("out", b"x", QoS::AtLeastOnce, false),
+        async {
+            let id = broker.expect_publish().await.id.expect("QoS 1 has an id");
+            broker.send(&message).await;
+            broker.send(&message).await;
+            broker.send(&puback(id)).await;
+        }
+    );
+    let Err(Error::AckPending(id)) = publish else {
+        panic!("expected AckPending, got {publish:?}");
+    };
+    // Not a failure: poll delivers both messages, then the completion.
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        events.push(owned(within("poll", client.poll()).await.expect("poll")));
+    }
+    assert_eq!(
+        events,
+        [
+            message_ev("t", &[7u8; 27]),
+            message_ev("t", &[7u8; 27]),
+            Ev::Published(id.get())
+        ]
+    );
+}
+
+fn message_ev(topic: &str, payload: &[u8]) -> Ev {
+    Ev::Message {
+        topic: topic.to_owned(),
+        payload: payload.to_vec(),
+        qos: QoS::AtMostOnce,
+        id: None,
+        dup: false,
+        retain: false,
+    }
+}
+
+#[tokio::test]
+async fn a_subscribe_that_gave_up_waiting_is_reported_by_poll() {
+    connected!(client, broker, n = 4, rx = 64, tx = 256, outbox = 1024);
+    let message = publish0("t", &[1u8; 27]);
+    let (result, ()) = tokio::join!(
+        client.subscribe(&[("a", QoS::AtLeastOnce), ("b", QoS::AtLeastOnce)]),
+        async {
+            let (id, _) = broker.expect_subscribe().await;
+            broker.send(&message).await;
+            broker.send(&message).await;
+            broker.send(&suback(id, &[1, 0x80])).await;
+        }
+    );
+    let Err(Error::AckPending(id)) = result else {
+        panic!("expected AckPending, got {result:?}");
+    };
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        events.push(owned(within("poll", client.poll()).await.expect("poll")));
+    }
+    assert_eq!(
+        events[2],
+        Ev::Subscribed {
+            id: id.get(),
+            refused: Some(1)
+        }
+    );
+}
+
+#[tokio::test]
+async fn cancelled_subscribes_do_not_exhaust_request_slots() {
+    connected!(client, broker, n = 4, rx = 256, tx = 256, outbox = 1024);
+    for _ in 0..6 {
+        let _ = tokio::time::timeout(
+            Duration::from_millis(20),
+            client.subscribe(&[("a", QoS::AtMostOnce)]),
+        )
+        .await;
+        broker.expect_subscribe().await;
+    }
+    let (granted, ()) = tokio::join!(client.subscribe(&[("b", QoS::AtMostOnce)]), async {
+        let (id, _) = broker.expect_subscribe().await;
+        broker.send(&suback(id, &[0])).await;
+    });
+    assert_eq!(granted.expect("subscribed").as_slice(), &[QoS::AtMostOnce]);
+}
+
+#[tokio::test]
+async fn empty_filter_lists_are_refused_before_sending() {
+    connected!(client, broker, n = 4, rx = 256, tx = 256, outbox = 1024);
+    assert_eq!(
+        client.subscribe(&[]).await.err(),
+        Some(Error::Config(mqtts::error::ConfigError::NoFilters))
+    );
+    assert_eq!(
+        client.unsubscribe(&[]).await.err(),
+        Some(Error::Config(mqtts::error::ConfigError::NoFilters))
+    );
+    broker.expect_silence().await;
+}
+
+#[tokio::test]
+async fn a_write_cut_short_abandons_the_connection() {
+    // The broker stops reading: a 200 kB message cannot be written into the
+    // 64 KiB pipe, and the caller gives up waiting.
+    connected!(
+        client,
+        broker,
+        n = 4,
+        rx = 256,
+        tx = 256 * 1024,
+        outbox = 1024
+    );
+    let big = vec![0u8; 200_000];
+    let cut = tokio::time::timeout(
+        Duration::from_millis(100),
+        client.publish("big", &big, QoS::AtMostOnce, false),
+    )
+    .await;
+    assert!(cut.is_err(), "the write should still be blocked");
+    // Half a packet may be on the wire: nothing else may be sent.
+    assert_eq!(client.poll().await.err(), Some(Error::Disconnected));
+    assert!(client.is_broken());
+    drop(broker);
 }

@@ -175,3 +175,82 @@ async fn a_dropped_read_future_loses_nothing() {
     drop(stream);
     let _ = (server.await, up.await, down.await);
 }
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_the_handshake_out() {
+    // Accepts the connection, reads the ClientHello, says nothing.
+    let (socket, mut server_end) = socket_pair();
+    let server = tokio::spawn(async move {
+        let mut sink = Vec::new();
+        let _ = server_end.read_to_end(&mut sink).await;
+    });
+    let pins = [Pin::PublicKey([0; 32])];
+    let options = TlsOptions::new(SERVER_NAME, Trust::pinned(&pins)).with_handshake_timeout_ms(200);
+    let deadline = ReadDeadline::new();
+    let timer = TokioTimer::new();
+    let mut read_buffer = vec![0; 4096];
+    let mut write_buffer = vec![0; 1024];
+    let started = std::time::Instant::now();
+    let result = within(
+        "handshake",
+        tls::connect_with_timer(
+            socket,
+            &deadline,
+            timer,
+            &mut read_buffer,
+            &mut write_buffer,
+            &mut OsRng,
+            &options,
+        ),
+    )
+    .await;
+    assert_eq!(
+        result.err(),
+        Some(mqtts::Error::Tls(mqtts::error::TlsFailure::Timeout))
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let _ = server.await;
+}
+
+#[tokio::test]
+async fn an_mqtt_client_refuses_a_tls_stream_without_timer() {
+    use mqtts::client::{Client, ConnectOptions};
+    let pki = TestPki::new(KeyKind::P256);
+    let config = server_config(pki.chain(), pki.leaf.private_key_der());
+    let (socket, server) = spawn_server(config);
+    let pins = [Pin::PublicKey(pki.leaf.spki_sha256())];
+    let options = TlsOptions::new(SERVER_NAME, Trust::pinned(&pins));
+    let mut read_buffer = vec![0; tls::READ_BUFFER_FOR_FULL_RECORDS];
+    let mut write_buffer = vec![0; 1024];
+    let stream = tls::connect(
+        socket,
+        &mut read_buffer,
+        &mut write_buffer,
+        &mut OsRng,
+        &options,
+    )
+    .await
+    .expect("handshake");
+    let mut outbox = [0u8; 256];
+    let mut session: mqtts::Session<'_, 2> = mqtts::Session::new(&mut outbox);
+    let (mut rx, mut tx) = ([0u8; 256], [0u8; 256]);
+    let result = within(
+        "connect",
+        Client::connect(
+            stream,
+            TokioTimer::new(),
+            &mut session,
+            &mut rx,
+            &mut tx,
+            &ConnectOptions::new("x"),
+        ),
+    )
+    .await;
+    assert_eq!(
+        result.err(),
+        Some(mqtts::Error::Config(
+            mqtts::error::ConfigError::StreamWithoutTimer
+        ))
+    );
+    drop(server);
+}

@@ -118,7 +118,16 @@ pub struct TlsOptions<'a> {
     alpn: Option<&'a [&'a [u8]]>,
     max_fragment_length: Option<MaxFragmentLength>,
     now_unix_secs: Option<u64>,
+    handshake_timeout_ms: Millis,
 }
+
+/// How long a handshake may take unless set otherwise (on streams with a
+/// timer, see [`connect_with_timer`]).
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: Millis = 30_000;
+
+/// How long one write may block (a peer that stops reading) before the
+/// stream is abandoned, on streams with a timer.
+pub const WRITE_TIMEOUT_MS: Millis = 30_000;
 
 impl<'a> TlsOptions<'a> {
     /// Connects to `server_name` (sent as SNI, RFC 6066 §3, and checked
@@ -130,7 +139,16 @@ impl<'a> TlsOptions<'a> {
             alpn: None,
             max_fragment_length: None,
             now_unix_secs: None,
+            handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
         }
+    }
+
+    /// Bounds the handshake (on streams with a timer, see
+    /// [`connect_with_timer`]): a server that accepts TCP and then stays
+    /// silent fails with [`TlsFailure::Timeout`](crate::error::TlsFailure::Timeout).
+    pub const fn with_handshake_timeout_ms(mut self, ms: Millis) -> Self {
+        self.handshake_timeout_ms = ms;
+        self
     }
 
     /// Offers these ALPN protocol names (RFC 7301), e.g. `b"mqtt"` for
@@ -280,18 +298,22 @@ where
     R: RngCore + CryptoRng,
     T: Timer + 'b,
 {
-    deadline.set(None);
-    open(
-        DeadlineSocket::new(socket, Some((deadline, timer))),
+    deadline.set(Some(
+        timer.now().saturating_add(options.handshake_timeout_ms),
+    ));
+    let handshake = open(
+        DeadlineSocket::new(socket, Some((deadline, timer.clone()))),
         read_buffer,
         write_buffer,
         rng,
         options,
         None,
     )
-    .await
-    .map(|mut stream| {
+    .await;
+    deadline.set(None);
+    handshake.map(|mut stream| {
         stream.deadline = Some(deadline);
+        stream.timer = Some(timer);
         stream
     })
 }
@@ -369,7 +391,12 @@ where
         .await;
     if let Err(e) = opened {
         // A failed check explains more than the TlsError embedded-tls got.
-        return Err(verifier.failure().cloned().unwrap_or_else(|| e.into()));
+        return Err(verifier.failure().cloned().unwrap_or_else(|| match e {
+            embedded_tls::TlsError::Io(embedded_io::ErrorKind::TimedOut) => {
+                Error::Tls(crate::error::TlsFailure::Timeout)
+            }
+            e => e.into(),
+        }));
     }
     let peer = verifier.finish()?;
     Ok(TlsStream {
@@ -377,6 +404,8 @@ where
         peer,
         insecure: options.trust.is_insecure(),
         deadline: None,
+        timer: None,
+        writing: false,
     })
 }
 
@@ -405,6 +434,11 @@ where
     peer: PresentedCertificate,
     insecure: bool,
     deadline: Option<&'b ReadDeadline>,
+    timer: Option<T>,
+    /// A write or flush started and did not finish (its future was dropped,
+    /// or it failed): embedded-tls 0.19 would then reuse the record's
+    /// nonce, so the stream refuses to write again.
+    writing: bool,
 }
 
 impl<'b, S, T> TlsStream<'b, S, T>
@@ -421,6 +455,34 @@ where
     /// ([`Trust::insecure_accept_any_certificate`]).
     pub fn is_insecure(&self) -> bool {
         self.insecure
+    }
+
+    /// Whether the stream came from [`connect_with_timer`] (reads can stop
+    /// at a deadline).
+    pub fn has_timer(&self) -> bool {
+        self.deadline.is_some()
+    }
+
+    /// Marks a write as started; refuses if an earlier one never finished.
+    fn start_writing(&mut self) -> Result<(), Error> {
+        if self.writing {
+            return Err(Error::Disconnected);
+        }
+        self.writing = true;
+        if let (Some(cell), Some(timer)) = (self.deadline, &self.timer) {
+            cell.set(Some(timer.now().saturating_add(WRITE_TIMEOUT_MS)));
+        }
+        Ok(())
+    }
+
+    /// A failed write may have sent part of a record: stays marked.
+    fn end_writing(&mut self, ok: bool) {
+        if let Some(cell) = self.deadline {
+            cell.set(None);
+        }
+        if ok {
+            self.writing = false;
+        }
     }
 
     /// Sends close_notify and returns the socket.
@@ -495,10 +557,16 @@ where
     T: Timer + 'b,
 {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
-        self.connection.write(buf).await.map_err(Error::from)
+        self.start_writing()?;
+        let written = self.connection.write(buf).await;
+        self.end_writing(written.is_ok());
+        written.map_err(Error::from)
     }
 
     async fn flush(&mut self) -> Result<(), Error> {
-        self.connection.flush().await.map_err(Error::from)
+        self.start_writing()?;
+        let flushed = self.connection.flush().await;
+        self.end_writing(flushed.is_ok());
+        flushed.map_err(Error::from)
     }
 }

@@ -178,21 +178,55 @@ impl<S: Read, T: Timer> Read for DeadlineSocket<'_, S, T> {
                     None => return Err(ErrorKind::TimedOut),
                 }
             }
+            // An encrypted record (outer type application_data) holds at
+            // least the 16-byte AEAD tag and the inner content type (RFC
+            // 8446 §5.2). embedded-tls 0.19 panics on one without
+            // plaintext, and the handshake keys are those of whoever
+            // answered: refuse it here.
+            let [content_type, _, _, hi, lo] = self.header;
+            if content_type == 0x17 && u16::from_be_bytes([hi, lo]) < 17 {
+                return Err(ErrorKind::InvalidData);
+            }
             self.header_delivered = 0;
             // Hand it over: the branch at the top.
         }
     }
 }
 
-impl<S: Write, T> Write for DeadlineSocket<'_, S, T> {
+/// Runs `work` until the deadline, if one is set: a write cut short leaves
+/// the stream unusable, which the TLS stream records (see `TlsStream`).
+async fn until<F: core::future::Future, T: Timer>(
+    deadline: &mut Option<(&ReadDeadline, T)>,
+    work: F,
+) -> Result<F::Output, ErrorKind> {
+    use embassy_futures::select::{Either, select};
+    match deadline {
+        Some((deadline, timer)) => match deadline.get() {
+            Some(at) => match select(work, timer.sleep_until(at)).await {
+                Either::First(output) => Ok(output),
+                Either::Second(()) => Err(ErrorKind::TimedOut),
+            },
+            None => Ok(work.await),
+        },
+        None => Ok(work.await),
+    }
+}
+
+impl<S: Write, T: Timer> Write for DeadlineSocket<'_, S, T> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
         use embedded_io::Error as _;
-        self.inner.write(buf).await.map_err(|e| e.kind())
+        let write = self.inner.write(buf);
+        until(&mut self.deadline, write)
+            .await?
+            .map_err(|e| e.kind())
     }
 
     async fn flush(&mut self) -> Result<(), ErrorKind> {
         use embedded_io::Error as _;
-        self.inner.flush().await.map_err(|e| e.kind())
+        let flush = self.inner.flush();
+        until(&mut self.deadline, flush)
+            .await?
+            .map_err(|e| e.kind())
     }
 }
 
@@ -207,5 +241,72 @@ impl Timer for NoTimer {
 
     async fn sleep_until(&mut self, _deadline: Millis) {
         core::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket that reads from a fixed byte string.
+    struct Bytes<'a>(&'a [u8]);
+
+    impl ErrorType for Bytes<'_> {
+        type Error = ErrorKind;
+    }
+
+    impl Read for Bytes<'_> {
+        async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+            let n = buf.len().min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    fn block_on<F: core::future::Future>(future: F) -> F::Output {
+        embassy_futures::block_on(future)
+    }
+
+    #[test]
+    fn an_encrypted_record_without_plaintext_is_refused() {
+        // Outer type application_data, 16 bytes: a tag and nothing else.
+        let mut record = [0u8; 5 + 16];
+        record[..5].copy_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x10]);
+        let mut socket = DeadlineSocket::new(Bytes(&record), None::<(&ReadDeadline, NoTimer)>);
+        let mut header = [0u8; 5];
+        assert_eq!(
+            block_on(socket.read(&mut header)),
+            Err(ErrorKind::InvalidData)
+        );
+
+        // 17 bytes (tag + content type) is the smallest valid one.
+        let mut record = [0u8; 5 + 17];
+        record[..5].copy_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x11]);
+        let mut socket = DeadlineSocket::new(Bytes(&record), None::<(&ReadDeadline, NoTimer)>);
+        assert_eq!(block_on(socket.read(&mut header)), Ok(5));
+        let mut body = [0u8; 17];
+        assert_eq!(block_on(socket.read(&mut body)), Ok(17));
+    }
+
+    #[test]
+    fn records_are_handed_over_header_then_whole_body() {
+        let stream = [
+            0x16, 0x03, 0x03, 0x00, 0x03, 1, 2, 3, 0x15, 0x03, 0x03, 0x00, 0x02, 2, 40,
+        ];
+        let mut socket = DeadlineSocket::new(Bytes(&stream), None::<(&ReadDeadline, NoTimer)>);
+        let mut header = [0u8; 5];
+        assert_eq!(block_on(socket.read(&mut header)), Ok(5));
+        assert_eq!(header, [0x16, 0x03, 0x03, 0x00, 0x03]);
+        let mut body = [0u8; 3];
+        assert_eq!(block_on(socket.read(&mut body)), Ok(3));
+        assert_eq!(body, [1, 2, 3]);
+        assert_eq!(block_on(socket.read(&mut header)), Ok(5));
+        // A request that is not the whole body is refused (not 0.19's pattern).
+        let mut short = [0u8; 1];
+        assert_eq!(
+            block_on(socket.read(&mut short)),
+            Err(ErrorKind::Unsupported)
+        );
     }
 }
