@@ -602,6 +602,13 @@ where
     /// The topic is checked first (§4.7): a bad topic, or a message that
     /// does not fit `tx` (QoS 0) or the session outbox (QoS 1/2), is an
     /// error and nothing is sent.
+    ///
+    /// A QoS 1/2 message is stored in the session before it is sent. An
+    /// error after that (the connection failed, [`Error::KeepAliveTimeout`],
+    /// [`Error::AckPending`]) leaves it there: do not publish it again. With
+    /// a persistent session it is resent after the next connect; with a
+    /// clean session the next connect drops it and counts it in
+    /// [`Connected::discarded`].
     pub async fn publish(
         &mut self,
         topic: &str,

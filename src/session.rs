@@ -52,6 +52,12 @@ pub(crate) enum Resend {
 /// `N` is the most QoS 1/2 messages in flight each way; the outbox holds
 /// their encoded PUBLISH packets (size it for `N` of your messages).
 ///
+/// MQTT 3.1.1 cannot tell the broker how many unreleased QoS 2 messages a
+/// client can track: if you subscribe at QoS 2, make `N` at least the
+/// broker's in-flight limit (mosquitto: `max_inflight_messages`, 20 by
+/// default), or a burst ends the connection with
+/// [`Error::Qos2ReceiveWindowFull`] rather than risk a duplicate.
+///
 /// ```
 /// let mut outbox = [0u8; 2048];
 /// let session: mqtts::Session<'_, 8> = mqtts::Session::new(&mut outbox);
