@@ -2,7 +2,7 @@
 //!
 //! mqtts has no executor or timer of its own. Implement [`Timer`] for your
 //! platform, build one from a clock and an `embedded-hal-async`
-//! [`DelayNs`](embedded_hal_async::delay::DelayNs) with [`ClockDelay`], or
+//! [`DelayNs`] with [`ClockDelay`], or
 //! enable the `embassy-time` feature and use [`EmbassyTimer`].
 
 use embedded_hal_async::delay::DelayNs;
