@@ -45,31 +45,40 @@ impl Mosquitto {
         }
         set_mode(&dir, 0o755);
 
-        let port = free_port();
-        let config = format!(
-            "listener {port} 127.0.0.1\n\
-             certfile {dir}/chain.pem\n\
-             keyfile {dir}/key.pem\n\
-             tls_version tlsv1.3\n\
-             allow_anonymous true\n\
-             persistence false\n\
-             log_dest stderr\n\
-             log_type all\n\
-             {extra}\n",
-            dir = dir.display()
-        );
+        // Another test may take the free port between our probe and
+        // mosquitto's bind: then mosquitto exits, and we try another port.
         let config_path = dir.join("mosquitto.conf");
-        fs::write(&config_path, config).expect("write config");
-        set_mode(&config_path, 0o644);
-        let child = spawn(&dir, &config_path);
-        let mut broker = Mosquitto {
-            child,
-            dir,
-            config_path,
-            port,
-        };
-        broker.wait_until_listening();
-        broker
+        for _attempt in 0..5 {
+            let port = free_port();
+            let config = format!(
+                "listener {port} 127.0.0.1\n\
+                 certfile {dir}/chain.pem\n\
+                 keyfile {dir}/key.pem\n\
+                 tls_version tlsv1.3\n\
+                 allow_anonymous true\n\
+                 persistence false\n\
+                 log_dest stderr\n\
+                 log_type all\n\
+                 {extra}\n",
+                dir = dir.display()
+            );
+            fs::write(&config_path, config).expect("write config");
+            set_mode(&config_path, 0o644);
+            let _ = fs::remove_file(dir.join("mosquitto.log"));
+            let child = spawn(&dir, &config_path);
+            let mut broker = Mosquitto {
+                child,
+                dir: dir.clone(),
+                config_path: config_path.clone(),
+                port,
+            };
+            if broker.wait_until_listening() {
+                return broker;
+            }
+            // Keep the folder for the next attempt.
+            broker.dir = PathBuf::new();
+        }
+        panic!("mosquitto could not listen on a free port in 5 attempts");
     }
 
     /// Kills the broker (as a crash would: no clean shutdown).
@@ -82,17 +91,32 @@ impl Mosquitto {
     pub fn start_again(&mut self) {
         self.kill();
         self.child = spawn(&self.dir, &self.config_path);
-        self.wait_until_listening();
+        assert!(
+            self.wait_until_listening(),
+            "mosquitto did not start again on port {}:\n{}",
+            self.port,
+            self.log()
+        );
     }
 
-    fn wait_until_listening(&mut self) {
+    /// Waits until this mosquitto (not another process on the port) says it
+    /// runs and accepts connections; `false` if it exited (port taken).
+    fn wait_until_listening(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("mosquitto exited ({status}):\n{}", self.log());
+                let log = self.log();
+                if log.contains("Address already in use") {
+                    return false;
+                }
+                panic!("mosquitto exited ({status}):\n{log}");
             }
-            if TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok() {
-                return;
+            // mosquitto 2 logs "mosquitto version X running" once its
+            // listeners are bound.
+            if self.log().contains(" running")
+                && TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok()
+            {
+                return true;
             }
             assert!(
                 Instant::now() < deadline,
@@ -118,7 +142,9 @@ impl Drop for Mosquitto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
+        if !self.dir.as_os_str().is_empty() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
