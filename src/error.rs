@@ -457,7 +457,10 @@ impl fmt::Display for CertificateError {
                 not_after,
             } => write!(
                 f,
-                "a certificate in the chain expired (valid from {not_before} to {not_after}, now {now}, Unix seconds)"
+                "a certificate in the chain expired (valid from {} to {}, now {})",
+                UtcTime(*not_before),
+                UtcTime(*not_after),
+                UtcTime(*now)
             ),
             Self::NotYetValid {
                 now,
@@ -465,7 +468,10 @@ impl fmt::Display for CertificateError {
                 not_after,
             } => write!(
                 f,
-                "a certificate in the chain is not valid yet (valid from {not_before} to {not_after}, now {now}, Unix seconds): is the clock set?"
+                "a certificate in the chain is not valid yet (valid from {} to {}, now {}): is the clock set?",
+                UtcTime(*not_before),
+                UtcTime(*not_after),
+                UtcTime(*now)
             ),
             Self::IssuerNotCa => f.write_str("an issuer in the chain is not a CA certificate"),
             Self::LeafIsCa => f.write_str("the server presented a CA certificate as its own"),
@@ -486,6 +492,34 @@ impl fmt::Display for CertificateError {
                 f.write_str("a name or path-length constraint of an issuer is violated")
             }
         }
+    }
+}
+
+/// Seconds since the Unix epoch, shown as `YYYY-MM-DD HH:MM:SS UTC`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UtcTime(pub u64);
+
+impl fmt::Display for UtcTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+        let days = self.0 / 86_400;
+        let secs = self.0 % 86_400;
+        let z = days + 719_468;
+        let era = z / 146_097;
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + u64::from(month <= 2);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+            secs / 3_600,
+            secs / 60 % 60,
+            secs % 60
+        )
     }
 }
 
@@ -580,6 +614,27 @@ impl fmt::Display for ConnackCode {
 }
 
 impl core::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::UtcTime;
+    use std::string::ToString as _;
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(UtcTime(0).to_string(), "1970-01-01 00:00:00 UTC");
+        // GlobalSign Root CA (R1) expiry.
+        assert_eq!(
+            UtcTime(1_832_673_600).to_string(),
+            "2028-01-28 12:00:00 UTC"
+        );
+        assert_eq!(UtcTime(951_782_400).to_string(), "2000-02-29 00:00:00 UTC");
+        assert_eq!(
+            UtcTime(253_402_300_799).to_string(),
+            "9999-12-31 23:59:59 UTC"
+        );
+    }
+}
 impl core::error::Error for CertificateError {}
 impl core::error::Error for TlsFailure {}
 impl core::error::Error for ConfigError {}

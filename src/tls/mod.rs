@@ -366,9 +366,12 @@ where
     // then presents its certificate and is refused with
     // `Error::UnsupportedKey(Rsa)`, naming the feature to enable, instead of
     // hanging up on a ClientHello it has nothing in common with.
-    let mut config = TlsConfig::new()
-        .with_server_name(options.server_name)
-        .enable_rsa_signatures();
+    let mut config = TlsConfig::new().enable_rsa_signatures();
+    // SNI carries host names only (RFC 6066 §3): not for an IP address,
+    // which the verifier still checks in CA mode.
+    if options.server_name.parse::<core::net::IpAddr>().is_err() {
+        config = config.with_server_name(options.server_name);
+    }
     if let Some(protocols) = options.alpn {
         config = config.with_alpn(protocols);
     }
