@@ -615,26 +615,6 @@ impl fmt::Display for ConnackCode {
 
 impl core::error::Error for Error {}
 
-#[cfg(test)]
-mod tests {
-    use super::UtcTime;
-    use std::string::ToString as _;
-
-    #[test]
-    fn utc_times() {
-        assert_eq!(UtcTime(0).to_string(), "1970-01-01 00:00:00 UTC");
-        // GlobalSign Root CA (R1) expiry.
-        assert_eq!(
-            UtcTime(1_832_673_600).to_string(),
-            "2028-01-28 12:00:00 UTC"
-        );
-        assert_eq!(UtcTime(951_782_400).to_string(), "2000-02-29 00:00:00 UTC");
-        assert_eq!(
-            UtcTime(253_402_300_799).to_string(),
-            "9999-12-31 23:59:59 UTC"
-        );
-    }
-}
 impl core::error::Error for CertificateError {}
 impl core::error::Error for TlsFailure {}
 impl core::error::Error for ConfigError {}
@@ -711,5 +691,26 @@ impl From<crate::mqtt::encode::EncodeError> for Error {
 impl From<ConfigError> for Error {
     fn from(e: ConfigError) -> Self {
         Self::Config(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UtcTime;
+    use std::string::ToString as _;
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(UtcTime(0).to_string(), "1970-01-01 00:00:00 UTC");
+        // GlobalSign Root CA (R1) expiry.
+        assert_eq!(
+            UtcTime(1_832_673_600).to_string(),
+            "2028-01-28 12:00:00 UTC"
+        );
+        assert_eq!(UtcTime(951_782_400).to_string(), "2000-02-29 00:00:00 UTC");
+        assert_eq!(
+            UtcTime(253_402_300_799).to_string(),
+            "9999-12-31 23:59:59 UTC"
+        );
     }
 }
