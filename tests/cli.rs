@@ -23,107 +23,10 @@ const RUN_LIMIT: Duration = Duration::from_secs(60);
 // ---------------------------------------------------------------------------
 // Building and running the tool.
 
-/// The features this test was built with plus the ones the example
-/// requires, so the library is not rebuilt with another feature set.
-fn features() -> Vec<&'static str> {
-    let mut features = vec!["flespi", "p384", "ed25519"];
-    macro_rules! feature {
-        ($($name:literal),*) => {
-            $(if cfg!(feature = $name) && !features.contains(&$name) { features.push($name); })*
-        };
-    }
-    feature!(
-        "defmt",
-        "log",
-        "p384",
-        "ed25519",
-        "rsa",
-        "flespi",
-        "alloc",
-        "embassy-time"
-    );
-    features
-}
-
 /// The tool's executable, built on first use (once per test run).
 fn tool() -> &'static Path {
     static TOOL: OnceLock<PathBuf> = OnceLock::new();
-    TOOL.get_or_init(build_tool)
-}
-
-fn build_tool() -> PathBuf {
-    let mut cargo = Command::new(env!("CARGO"));
-    // Without the variables cargo sets for this test: build scripts that
-    // watch one (ring watches CARGO_MANIFEST_DIR) would otherwise rebuild
-    // dependencies here, and again in the next `cargo test`.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("CARGO_PKG_")
-            || name.starts_with("CARGO_BIN_")
-            || [
-                "CARGO_MANIFEST_DIR",
-                "CARGO_MANIFEST_PATH",
-                "CARGO_CRATE_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-                "CARGO_RUSTC_CURRENT_DIR",
-            ]
-            .contains(&name.as_ref())
-        {
-            cargo.env_remove(name.as_ref());
-        }
-    }
-    cargo
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--quiet", "--example", "mqtts"])
-        .arg("--features")
-        .arg(features().join(","))
-        // Names the executable, wherever CARGO_TARGET_DIR puts it.
-        .arg("--message-format=json-render-diagnostics")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = cargo.spawn().expect("run cargo");
-    let stdout = reader(child.stdout.take().expect("cargo's stdout"));
-    let status = wait_bounded(&mut child, Duration::from_secs(900))
-        .unwrap_or_else(|| panic!("cargo build --example mqtts took more than 900 s"));
-    let messages = stdout.join().expect("cargo's output");
-    assert!(status.success(), "cargo build --example mqtts: {status}");
-    messages
-        .lines()
-        .filter(|line| line.contains(r#""reason":"compiler-artifact""#))
-        .filter(|line| line.contains(r#""kind":["example"]"#) && line.contains(r#""name":"mqtts""#))
-        .find_map(|line| {
-            let start = line.find(r#""executable":""#)? + r#""executable":""#.len();
-            let end = start + line[start..].find('"')?;
-            Some(PathBuf::from(&line[start..end]))
-        })
-        .expect("cargo names the executable of the example")
-}
-
-/// Reads a pipe to its end on a thread (a full pipe never blocks the child).
-fn reader(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
-/// Waits for `child` at most `limit`; kills it and returns `None` after that.
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for a child process") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    TOOL.get_or_init(|| build_example("mqtts", &["flespi", "p384", "ed25519"]))
 }
 
 /// A finished run.

@@ -1,113 +1,16 @@
 //! `cargo run --example demo` works: the demo is built once, run as a
 //! process (bounded by a timeout), and must exit 0 with its key lines.
 
-use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+mod support;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The features this test was built with, so the demo is built the same way
-/// (`cargo test` has usually built it already, and nothing is rebuilt).
-fn features() -> Vec<&'static str> {
-    let mut features = Vec::new();
-    macro_rules! feature {
-        ($($name:literal),*) => {
-            $(if cfg!(feature = $name) { features.push($name); })*
-        };
-    }
-    feature!(
-        "defmt",
-        "log",
-        "p384",
-        "ed25519",
-        "rsa",
-        "flespi",
-        "alloc",
-        "embassy-time"
-    );
-    features
-}
-
-/// Waits for `child` for at most `limit`, killing it after that.
-fn wait_for(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for a child process") {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {} s", limit.as_secs());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Builds the demo with cargo and returns the path of its executable.
-fn build_demo() -> PathBuf {
-    let mut cargo = Command::new(env!("CARGO"));
-    // Without the variables cargo sets for this test: build scripts that
-    // watch one (ring watches CARGO_MANIFEST_DIR) would otherwise rebuild
-    // half the dependency tree here, and again in the next `cargo test`.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("CARGO_PKG_")
-            || name.starts_with("CARGO_BIN_")
-            || [
-                "CARGO_MANIFEST_DIR",
-                "CARGO_MANIFEST_PATH",
-                "CARGO_CRATE_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-                "CARGO_RUSTC_CURRENT_DIR",
-            ]
-            .contains(&name.as_ref())
-        {
-            cargo.env_remove(name.as_ref());
-        }
-    }
-    cargo
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--quiet", "--example", "demo"])
-        .arg("--message-format=json-render-diagnostics");
-    let features = features();
-    if !features.is_empty() {
-        cargo.arg("--features").arg(features.join(","));
-    }
-    let mut child = cargo
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run cargo");
-    // Read on a thread so a full pipe cannot stall cargo past the timeout.
-    let mut stdout = child.stdout.take().expect("cargo's stdout");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        stdout.read_to_string(&mut text).map(|_| text)
-    });
-    let status = wait_for(&mut child, Duration::from_secs(900), "cargo build");
-    let messages = reader
-        .join()
-        .expect("reader thread")
-        .expect("cargo's output");
-    assert!(status.success(), "cargo build --example demo: {status}");
-    // The compiler-artifact message of the example names its executable.
-    messages
-        .lines()
-        .filter(|line| line.contains(r#""reason":"compiler-artifact""#))
-        .filter(|line| line.contains(r#""kind":["example"]"#) && line.contains(r#""name":"demo""#))
-        .find_map(|line| {
-            let start = line.find(r#""executable":""#)? + r#""executable":""#.len();
-            let end = start + line[start..].find('"')?;
-            Some(PathBuf::from(&line[start..end]))
-        })
-        .expect("cargo reported the demo's executable")
-}
+use support::{build_example, reader, wait_bounded};
 
 #[test]
 fn the_demo_runs_and_tells_its_story() {
-    let demo = build_demo();
+    let demo = build_example("demo", &[]);
     let started = Instant::now();
     let mut child = Command::new(&demo)
         .stdin(Stdio::null())
@@ -115,20 +18,11 @@ fn the_demo_runs_and_tells_its_story() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run the demo");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
+    let out = reader(child.stdout.take().expect("stdout"));
+    let err = reader(child.stderr.take().expect("stderr"));
     // The demo bounds itself at 40 s; this is the backstop.
-    let status = wait_for(&mut child, Duration::from_secs(60), "the demo");
+    let status =
+        wait_bounded(&mut child, Duration::from_secs(60)).expect("the demo finishes within 60 s");
     let (out, err) = (out.join().expect("stdout"), err.join().expect("stderr"));
     let elapsed = started.elapsed();
     assert!(

@@ -12,6 +12,7 @@ use super::{PacketId, QoS};
 /// Why a packet could not be encoded; nothing was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum EncodeError {
     /// The packet does not fit the buffer.
     BufferTooSmall {

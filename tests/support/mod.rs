@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod example;
 pub mod mock_broker;
 pub mod pki;
 pub mod server;
@@ -13,6 +14,8 @@ pub mod server;
 // Each test file uses only some of these.
 #[allow(unused_imports)]
 pub use broker::*;
+#[allow(unused_imports)]
+pub use example::*;
 #[allow(unused_imports)]
 pub use mock_broker::*;
 #[allow(unused_imports)]
