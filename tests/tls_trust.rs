@@ -671,3 +671,119 @@ async fn server_hanging_up_is_a_closed_connection() {
     .await;
     assert_eq!(assert_refused(&outcome), &Error::ConnectionClosed);
 }
+
+// More adversarial certificates (CA mode refuses each with the right reason).
+
+#[tokio::test]
+async fn a_self_signed_leaf_is_an_unknown_issuer() {
+    let trusted_root = CertSpec::root("Root").self_signed();
+    let leaf = CertSpec::leaf(&[SERVER_NAME]).self_signed();
+    let root = trusted_root.der_bytes();
+    let anchors = [root.as_slice()];
+    let outcome = run(
+        server_config(vec![leaf.der()], leaf.private_key_der()),
+        TlsOptions::new(SERVER_NAME, Trust::certificate_authorities(&anchors)),
+    )
+    .await;
+    assert!(
+        matches!(
+            assert_refused(&outcome),
+            Error::CertificateRejected {
+                reason: CertificateError::UnknownIssuer,
+                ..
+            }
+        ),
+        "{:?}",
+        outcome.client
+    );
+}
+
+#[tokio::test]
+async fn a_client_certificate_is_not_a_server_certificate() {
+    // Extended key usage clientAuth only (RFC 5280 §4.2.1.12).
+    let root = CertSpec::root("Root").self_signed();
+    let leaf = CertSpec::leaf(&[SERVER_NAME])
+        .extended_key_usages(vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth])
+        .signed_by(&root);
+    let root_der = root.der_bytes();
+    let anchors = [root_der.as_slice()];
+    let outcome = run(
+        server_config(vec![leaf.der()], leaf.private_key_der()),
+        TlsOptions::new(SERVER_NAME, Trust::certificate_authorities(&anchors)),
+    )
+    .await;
+    assert!(
+        matches!(
+            assert_refused(&outcome),
+            Error::CertificateRejected {
+                reason: CertificateError::NotForServerAuthentication,
+                ..
+            }
+        ),
+        "{:?}",
+        outcome.client
+    );
+}
+
+#[tokio::test]
+async fn a_chain_longer_than_the_limit_is_refused() {
+    // Leaf + MAX_CHAIN_LEN intermediates: one certificate too many.
+    let root = CertSpec::root("Root").self_signed();
+    let mut issuers = vec![root];
+    for i in 0..mqtts::trust::MAX_CHAIN_LEN {
+        let next =
+            CertSpec::intermediate(&format!("Intermediate {i}")).signed_by(issuers.last().unwrap());
+        issuers.push(next);
+    }
+    let leaf = CertSpec::leaf(&[SERVER_NAME]).signed_by(issuers.last().unwrap());
+    let mut chain = vec![leaf.der()];
+    chain.extend(issuers[1..].iter().rev().map(Issued::der));
+    assert_eq!(chain.len(), mqtts::trust::MAX_CHAIN_LEN + 1);
+    let root_der = issuers[0].der_bytes();
+    let anchors = [root_der.as_slice()];
+    let outcome = run(
+        server_config(chain, leaf.private_key_der()),
+        TlsOptions::new(SERVER_NAME, Trust::certificate_authorities(&anchors)),
+    )
+    .await;
+    assert!(
+        matches!(
+            assert_refused(&outcome),
+            Error::CertificateRejected {
+                reason: CertificateError::ChainTooLong,
+                ..
+            }
+        ),
+        "{:?}",
+        outcome.client
+    );
+}
+
+#[cfg(feature = "rsa")]
+#[tokio::test]
+async fn an_rsa_1024_server_key_is_refused_in_every_mode() {
+    // ring cannot sign with RSA-1024, so the server signs with an RSA-2048
+    // key: the client must refuse the 1024-bit certificate key first.
+    let root = CertSpec::root("Root")
+        .key(rsa2048_key_pair(1))
+        .self_signed();
+    let leaf_der = CertSpec::leaf(&[SERVER_NAME]).signed_by_for_public_key(RSA1024_SPKI, &root);
+    let root_der = root.der_bytes();
+    let anchors = [root_der.as_slice()];
+    let pins = [Pin::PublicKey(sha256(RSA1024_SPKI))];
+    for trust in [
+        Trust::pinned(&pins),
+        Trust::certificate_authorities(&anchors),
+    ] {
+        let config = server_config_with_signing_key(
+            vec![leaf_der.clone()],
+            private_key_der(&rsa2048_key_pair(0)),
+        );
+        let outcome = run(config, TlsOptions::new(SERVER_NAME, trust)).await;
+        assert_eq!(
+            assert_refused(&outcome),
+            &Error::UnsupportedKey(KeyAlgorithm::Rsa),
+            "{trust:?}"
+        );
+    }
+}
