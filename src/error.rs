@@ -362,6 +362,11 @@ impl fmt::Display for Error {
                 f.write_str("the server's certificate is not a valid X.509 DER certificate")
             }
             Self::UnsupportedKey(key) => match key.feature() {
+                // Enabled, so the key itself is refused: RSA outside 2048-4096 bits.
+                Some(_) if key.is_enabled() => write!(
+                    f,
+                    "the server's {key} key is refused (RSA keys must have 2048 to 4096 bits)"
+                ),
                 Some(feature) => write!(
                     f,
                     "the server's key is {key}: enable the `{feature}` feature of mqtts"
