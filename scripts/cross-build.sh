@@ -27,8 +27,9 @@ COMBINATIONS=(
     "thumbv7em-none-eabihf|p384,ed25519"
     "thumbv7em-none-eabihf|rsa"
     # rsa's spin needs CAS, which riscv32imc lacks: Cargo.toml routes it
-    # through portable-atomic there (firmware provides critical-section).
-    "riscv32imc-unknown-none-elf|rsa,flespi"
+    # through portable-atomic there, whose backend the firmware chooses
+    # (esp-hal: single-core; otherwise the `critical-section` feature).
+    "riscv32imc-unknown-none-elf|rsa,flespi,critical-section"
     "riscv32imc-unknown-none-elf|embassy-time"
 )
 

@@ -1,0 +1,366 @@
+//! The application: flespi.io over TLS 1.3 with mqtts, on any board that
+//! has an embassy-net stack, a cryptographic RNG and an output pin.
+//!
+//! - Connects with [`mqtts::reconnect::Supervisor`]: DNS for
+//!   `mqtt.flespi.io`, TCP to 8883, TLS 1.3 validated up to flespi's
+//!   GlobalSign roots, MQTT with the token as user name, a persistent
+//!   session and the command subscription. Every failure is logged with its
+//!   typed error; the supervisor waits (exponential backoff with jitter)
+//!   before the next attempt, never spinning.
+//! - `<prefix>/cmd`: `on`, `off` (or `1`/`0`, `true`/`false`) set the output,
+//!   anything else toggles it. The new state is echoed, retained, to
+//!   `<prefix>/state` as `{"on":true}`.
+//! - Every `publish_interval`, a JSON reading goes to `<prefix>/telemetry` at
+//!   QoS 1: `{"count":7,"uptime_s":210,"temp_c":41.5,"on":false}`.
+
+use core::fmt::Write as _;
+
+use embassy_futures::select::{Either, select};
+use embassy_net::Stack;
+use embassy_net::dns::DnsSocket;
+use embassy_net::tcp::client::{TcpClient, TcpClientState};
+use embassy_time::{Duration, Instant, Timer};
+use heapless::String;
+use log::{error, info, warn};
+use mqtts::Error;
+use mqtts::client::{Buffers, Client, Event};
+use mqtts::flespi::{Credentials, Flespi};
+use mqtts::mqtt::QoS;
+use mqtts::reconnect::{Backoff, NalConnector, Supervisor};
+use mqtts::time::{EmbassyTimer, Timer as _};
+use mqtts::tls::READ_BUFFER_FOR_FULL_RECORDS;
+use mqtts::transport::Transport;
+use rand_core::{CryptoRng, RngCore};
+
+/// What the application needs from the board.
+pub trait Board {
+    /// Drives the output (an LED, a relay).
+    fn set_output(&mut self, on: bool);
+    /// The output's state.
+    fn output(&self) -> bool;
+    /// The chip (or a sensor's) temperature in °C, if the board has one.
+    fn temperature_c(&mut self) -> Option<f32>;
+}
+
+/// Who the device is and where it publishes.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings<'a> {
+    /// MQTT client id, unique per device.
+    pub client_id: &'a str,
+    /// flespi token (MQTT user name).
+    pub token: &'a str,
+    /// Topics are `<prefix>/cmd`, `<prefix>/state`, `<prefix>/telemetry`.
+    pub topic_prefix: &'a str,
+    /// Time between two readings.
+    pub publish_interval: Duration,
+}
+
+/// QoS 1/2 messages in flight at once.
+const IN_FLIGHT: usize = 4;
+const TCP_RX: usize = 4096;
+const TCP_TX: usize = 2048;
+/// TLS records are written in pieces of at most this size.
+const TLS_WRITE: usize = 2048;
+/// Largest incoming MQTT packet (a command); larger ones are skipped.
+const MQTT_RX: usize = 1024;
+/// Largest CONNECT (the token is ~70 bytes), SUBSCRIBE or QoS 0 message.
+const MQTT_TX: usize = 512;
+/// QoS 1 messages until the broker acknowledges them.
+const OUTBOX: usize = 2048;
+const TOPIC_LEN: usize = 128;
+
+/// Every buffer of the connection, meant for a `static` (about 29 KB): none
+/// of it lives on a stack. flespi does not promise to honour TLS
+/// max_fragment_length, so the read buffer holds full 16 KB records.
+pub struct Memory {
+    tcp: TcpClientState<1, TCP_TX, TCP_RX>,
+    tls_read: [u8; READ_BUFFER_FOR_FULL_RECORDS],
+    tls_write: [u8; TLS_WRITE],
+    rx: [u8; MQTT_RX],
+    tx: [u8; MQTT_TX],
+    outbox: [u8; OUTBOX],
+}
+
+impl Memory {
+    /// Zeroed buffers (a `const fn`, so a `static` holding it is in `.bss`).
+    pub const fn new() -> Self {
+        Self {
+            tcp: TcpClientState::new(),
+            tls_read: [0; READ_BUFFER_FOR_FULL_RECORDS],
+            tls_write: [0; TLS_WRITE],
+            rx: [0; MQTT_RX],
+            tx: [0; MQTT_TX],
+            outbox: [0; OUTBOX],
+        }
+    }
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs forever: waits for the network, connects, serves commands and
+/// publishes readings, and reconnects after any failure.
+///
+/// `rng` must be cryptographically secure (ESP chips: `esp_hal::rng::Trng`
+/// while Wi-Fi runs, never the plain `Rng`).
+pub async fn run<R, B>(
+    stack: Stack<'static>,
+    memory: &'static mut Memory,
+    rng: &mut R,
+    board: &mut B,
+    settings: Settings<'_>,
+) -> !
+where
+    R: RngCore + CryptoRng,
+    B: Board,
+{
+    let Memory {
+        tcp: tcp_state,
+        tls_read,
+        tls_write,
+        rx,
+        tx,
+        outbox,
+    } = memory;
+
+    let (Some(cmd_topic), Some(state_topic), Some(telemetry_topic)) = (
+        topic(settings.topic_prefix, "cmd"),
+        topic(settings.topic_prefix, "state"),
+        topic(settings.topic_prefix, "telemetry"),
+    ) else {
+        error!(
+            "topic prefix of {} bytes is too long; nothing to do",
+            settings.topic_prefix.len()
+        );
+        park().await
+    };
+
+    let flespi = Flespi::new(settings.client_id, Credentials::Token(settings.token));
+    // CA mode (GlobalSign roots): survives flespi's yearly certificate
+    // renewal. Without a clock, expiry is not checked (see README).
+    let tls = flespi.tls_options();
+    let subscriptions = [(cmd_topic.as_str(), QoS::AtLeastOnce)];
+    let options = match flespi.connect_options() {
+        Ok(options) => options
+            .with_keep_alive(60)
+            .with_persistent_session()
+            .with_subscriptions(&subscriptions),
+        Err(e) => {
+            error!("MQTT settings rejected: {e}; nothing to do");
+            park().await
+        }
+    };
+
+    let mut tcp = TcpClient::new(stack, tcp_state);
+    // Gives up a connect or unacknowledged data after 20 s (a dead Wi-Fi).
+    tcp.set_timeout(Some(Duration::from_secs(20)));
+    let dns = DnsSocket::new(stack);
+    let connector = NalConnector {
+        tcp: &tcp,
+        dns: &dns,
+        host: flespi.host(),
+        port: flespi.port(),
+    };
+    let backoff = Backoff {
+        initial_ms: 1_000,
+        max_ms: 120_000,
+    };
+    let mut supervisor = Supervisor::new(connector, EmbassyTimer, backoff);
+    let mut session: mqtts::Session<'_, IN_FLIGHT> = mqtts::Session::new(outbox);
+
+    info!(
+        "client id {}, commands on {}, readings every {} s on {}",
+        settings.client_id,
+        cmd_topic,
+        settings.publish_interval.as_secs(),
+        telemetry_topic
+    );
+    let mut count: u32 = 0;
+
+    loop {
+        if !stack.is_config_up() {
+            info!("waiting for an IP address");
+            stack.wait_config_up().await;
+            if let Some(config) = stack.config_v4() {
+                info!("IP address {}", config.address);
+            }
+        }
+
+        let buffers = Buffers {
+            tls_read: &mut tls_read[..],
+            tls_write: &mut tls_write[..],
+            rx: &mut rx[..],
+            tx: &mut tx[..],
+        };
+        let started = EmbassyTimer.now();
+        let (mut client, connected) = match supervisor
+            .connect(rng, &tls, &mut session, buffers, &options)
+            .await
+        {
+            Ok(connection) => connection,
+            Err(failure) => {
+                if failure.is_permanent() {
+                    error!("{failure} (will not fix itself: check the token, client id and trust)");
+                } else {
+                    warn!("{failure}");
+                }
+                continue; // the next connect() waits out the backoff
+            }
+        };
+        info!(
+            "connected to {} in {} ms: session present {}, {} message(s) resent, subscriptions {:?}",
+            flespi.host(),
+            EmbassyTimer.now().saturating_sub(started),
+            connected.session_present,
+            connected.resent,
+            connected.granted
+        );
+
+        // Tell the dashboard where the output stands.
+        if !publish(
+            &mut client,
+            &state_topic,
+            state_json(board.output()).as_bytes(),
+            true,
+        )
+        .await
+        {
+            continue;
+        }
+
+        let mut next_reading = Instant::now();
+        loop {
+            // Cancelling poll() while it waits for data is safe; if the
+            // reading timer wins while poll() is writing (an acknowledgement,
+            // a PINGREQ), the client notices and reports Disconnected, and
+            // we reconnect.
+            let command = match select(client.poll(), Timer::at(next_reading)).await {
+                Either::First(Ok(Event::Message(message))) => {
+                    if message.topic == cmd_topic.as_str() {
+                        Some(parse_command(message.payload))
+                    } else {
+                        info!("message on {} ignored", message.topic);
+                        None
+                    }
+                }
+                Either::First(Ok(Event::MessageTooLarge { size, capacity, .. })) => {
+                    warn!("skipped a message of {size} bytes (buffer {capacity})");
+                    None
+                }
+                Either::First(Ok(_)) => None,
+                Either::First(Err(e)) => {
+                    warn!("connection lost: {e}");
+                    break;
+                }
+                Either::Second(()) => {
+                    next_reading += settings.publish_interval;
+                    if next_reading < Instant::now() {
+                        next_reading = Instant::now() + settings.publish_interval;
+                    }
+                    count = count.wrapping_add(1);
+                    let reading = reading_json(count, board.temperature_c(), board.output());
+                    if !publish(&mut client, &telemetry_topic, reading.as_bytes(), false).await {
+                        break;
+                    }
+                    None
+                }
+            };
+            if let Some(command) = command {
+                let on = match command {
+                    Command::Set(on) => on,
+                    Command::Toggle => !board.output(),
+                };
+                board.set_output(on);
+                info!("output {}", if on { "on" } else { "off" });
+                if !publish(&mut client, &state_topic, state_json(on).as_bytes(), true).await {
+                    break;
+                }
+            }
+        }
+        // Dropping the client closes the socket; the session keeps what was
+        // in flight and resends it after the next connect.
+        drop(client);
+    }
+}
+
+/// Publishes at QoS 1 and waits for PUBACK. Returns whether the connection
+/// is still usable; every error is logged.
+async fn publish<T: Transport, const N: usize>(
+    client: &mut Client<'_, '_, T, EmbassyTimer, N>,
+    topic: &str,
+    payload: &[u8],
+    retain: bool,
+) -> bool {
+    match client
+        .publish(topic, payload, QoS::AtLeastOnce, retain)
+        .await
+    {
+        Ok(()) => true,
+        // Stored and sent; PUBACK will come through poll().
+        Err(Error::AckPending(_)) => true,
+        Err(e) => {
+            warn!("publish to {topic} failed: {e}");
+            // e.g. OutboxFull keeps the connection; I/O errors do not. A
+            // QoS 1 message already stored stays in the session either way.
+            !client.is_broken()
+        }
+    }
+}
+
+/// What a command asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    Set(bool),
+    Toggle,
+}
+
+fn parse_command(payload: &[u8]) -> Command {
+    let text = payload.trim_ascii();
+    let is = |word: &str| text.eq_ignore_ascii_case(word.as_bytes());
+    if is("on") || is("1") || is("true") {
+        Command::Set(true)
+    } else if is("off") || is("0") || is("false") {
+        Command::Set(false)
+    } else {
+        Command::Toggle
+    }
+}
+
+fn topic(prefix: &str, leaf: &str) -> Option<String<TOPIC_LEN>> {
+    let mut topic = String::new();
+    write!(topic, "{prefix}/{leaf}").ok()?;
+    Some(topic)
+}
+
+fn state_json(on: bool) -> String<16> {
+    let mut json = String::new();
+    // Fits: `{"on":false}` is 12 bytes.
+    let _ = write!(json, "{{\"on\":{on}}}");
+    json
+}
+
+fn reading_json(count: u32, temperature_c: Option<f32>, on: bool) -> String<96> {
+    let mut json = String::new();
+    let uptime_s = Instant::now().as_secs();
+    // At most ~75 bytes: the writes cannot overflow 96.
+    let _ = write!(json, "{{\"count\":{count},\"uptime_s\":{uptime_s}");
+    if let Some(celsius) = temperature_c.filter(|t| t.is_finite() && t.abs() < 1000.0) {
+        // Tenths of a degree as integers: no float formatting code in flash.
+        let tenths = (celsius * 10.0 + if celsius < 0.0 { -0.5 } else { 0.5 }) as i32;
+        let sign = if tenths < 0 { "-" } else { "" };
+        let tenths = tenths.unsigned_abs();
+        let _ = write!(json, ",\"temp_c\":{sign}{}.{}", tenths / 10, tenths % 10);
+    }
+    let _ = write!(json, ",\"on\":{on}}}");
+    json
+}
+
+/// Waits forever (a configuration error that only a new build fixes).
+async fn park() -> ! {
+    loop {
+        Timer::after(Duration::from_secs(3600)).await;
+    }
+}
