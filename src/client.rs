@@ -671,25 +671,9 @@ where
     /// its maximum QoS) and returns the QoS the broker granted each. A
     /// refused filter (SUBACK 0x80) is [`Error::SubscriptionRefused`].
     pub async fn subscribe(&mut self, filters: &[(&str, QoS)]) -> Result<Granted, Error> {
-        self.usable()?;
-        self.finish_delivery().await?;
-        if filters.is_empty() {
-            return Err(ConfigError::NoFilters.into());
-        }
-        if filters.len() > MAX_FILTERS {
-            return Err(Error::TooManyFilters { max: MAX_FILTERS });
-        }
-        for (filter, _) in filters {
-            topic::validate_filter(filter)?;
-        }
-        let id = self.request_id()?;
+        let id = self.start_request(filters.iter().map(|(f, _)| *f)).await?;
         let len = encode::subscribe(id, filters, self.tx)?;
-        self.add_request(Request::Subscribe(id));
-        self.send_tx(len).await?;
-        let result = self.wait_for(WaitFor::Suback(id)).await;
-        if !matches!(result, Err(Error::AckPending(_))) {
-            self.requests.retain(|r| *r != Request::Subscribe(id));
-        }
+        let result = self.send_request(Request::Subscribe(id), len).await;
         let (codes, count) = result?;
         if count != filters.len() {
             self.broken = true;
@@ -718,25 +702,9 @@ where
 
     /// Unsubscribes from `filters` and waits for UNSUBACK (§3.10).
     pub async fn unsubscribe(&mut self, filters: &[&str]) -> Result<(), Error> {
-        self.usable()?;
-        self.finish_delivery().await?;
-        if filters.is_empty() {
-            return Err(ConfigError::NoFilters.into());
-        }
-        if filters.len() > MAX_FILTERS {
-            return Err(Error::TooManyFilters { max: MAX_FILTERS });
-        }
-        for filter in filters {
-            topic::validate_filter(filter)?;
-        }
-        let id = self.request_id()?;
+        let id = self.start_request(filters.iter().copied()).await?;
         let len = encode::unsubscribe(id, filters, self.tx)?;
-        self.add_request(Request::Unsubscribe(id));
-        self.send_tx(len).await?;
-        let result = self.wait_for(WaitFor::Unsuback(id)).await;
-        if !matches!(result, Err(Error::AckPending(_))) {
-            self.requests.retain(|r| *r != Request::Unsubscribe(id));
-        }
+        let result = self.send_request(Request::Unsubscribe(id), len).await;
         result.map(|_| ())
     }
 
@@ -846,6 +814,45 @@ where
         } else {
             Ok(())
         }
+    }
+
+    /// Checks the filters of a SUBSCRIBE/UNSUBSCRIBE (nothing is sent if one
+    /// is wrong) and picks its packet identifier.
+    async fn start_request<'f>(
+        &mut self,
+        filters: impl ExactSizeIterator<Item = &'f str>,
+    ) -> Result<PacketId, Error> {
+        self.usable()?;
+        self.finish_delivery().await?;
+        match filters.len() {
+            0 => return Err(ConfigError::NoFilters.into()),
+            n if n > MAX_FILTERS => return Err(Error::TooManyFilters { max: MAX_FILTERS }),
+            _ => {}
+        }
+        for filter in filters {
+            topic::validate_filter(filter)?;
+        }
+        self.request_id()
+    }
+
+    /// Sends the request encoded in `tx` and waits for its acknowledgement;
+    /// after [`Error::AckPending`] it stays pending for `poll` to report.
+    async fn send_request(
+        &mut self,
+        request: Request,
+        len: usize,
+    ) -> Result<(SubackCodes, usize), Error> {
+        self.add_request(request);
+        self.send_tx(len).await?;
+        let waiting = match request {
+            Request::Subscribe(id) => WaitFor::Suback(id),
+            Request::Unsubscribe(id) => WaitFor::Unsuback(id),
+        };
+        let result = self.wait_for(waiting).await;
+        if !matches!(result, Err(Error::AckPending(_))) {
+            self.requests.retain(|r| *r != request);
+        }
+        result
     }
 
     /// Forgets a pending request; `true` if it was pending.
