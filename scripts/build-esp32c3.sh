@@ -37,3 +37,15 @@ if [[ -n "$size_tool" ]]; then
 else
     echo "build-esp32c3: no llvm-size found; sizes not printed"
 fi
+
+# The ELF must make a valid app image for the chip: esptool (from PyPI) in
+# its own virtual environment.
+venv="${ESPTOOL_VENV:-$repo_root/target/esptool-venv}"
+if [[ ! -x "$venv/bin/esptool" ]]; then
+    python3 -m venv "$venv" || die "python3 -m venv failed (apt-get install python3-venv)"
+    "$venv/bin/pip" install --quiet "esptool>=5,<6" || die "pip install esptool failed"
+fi
+image="target/mqtts-esp32c3.bin"
+"$venv/bin/esptool" --chip esp32c3 elf2image --output "$image" "$elf" \
+    || die "esptool elf2image refused the firmware"
+echo "build-esp32c3: app image $image, $(stat -c %s "$image") bytes"
