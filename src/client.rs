@@ -344,7 +344,10 @@ struct Rx<'b> {
 impl Rx<'_> {
     /// Removes `len` bytes at `start`.
     fn remove(&mut self, start: usize, len: usize) {
-        let end = (start + len).min(self.filled);
+        // Callers pass frames inside `filled`; clamping keeps a mistake from
+        // underflowing.
+        let start = start.min(self.filled);
+        let end = start.saturating_add(len).min(self.filled);
         self.buf.copy_within(end..self.filled, start);
         self.filled -= end - start;
         if start < self.queued {

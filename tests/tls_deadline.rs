@@ -34,18 +34,32 @@ where
     let _ = to.shutdown().await;
 }
 
-#[tokio::test]
-async fn reads_stopped_by_deadlines_mid_record_lose_nothing() {
-    let pki = TestPki::new(KeyKind::P256);
-    let config = server_config(pki.chain(), pki.leaf.private_key_der());
-
-    // client <-> proxy <-> server; the proxy slows the server's bytes down.
+/// client <-> proxy <-> server: the proxy passes the client's bytes on at
+/// once and the server's in pieces of `chunk` bytes, 2 ms apart. Returns the
+/// client's end, the server's end and the two proxy tasks.
+fn slow_link(
+    chunk: usize,
+) -> (
+    tokio::io::DuplexStream,
+    tokio::io::DuplexStream,
+    tokio::task::JoinHandle<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let (client_raw, proxy_client_side) = tokio::io::duplex(DUPLEX_BUFFER);
     let (proxy_server_side, server_end) = tokio::io::duplex(DUPLEX_BUFFER);
     let (pc_read, pc_write) = tokio::io::split(proxy_client_side);
     let (ps_read, ps_write) = tokio::io::split(proxy_server_side);
     let up = tokio::spawn(trickle(pc_read, ps_write, 4096, Duration::ZERO));
-    let down = tokio::spawn(trickle(ps_read, pc_write, 7, Duration::from_millis(2)));
+    let down = tokio::spawn(trickle(ps_read, pc_write, chunk, Duration::from_millis(2)));
+    (client_raw, server_end, up, down)
+}
+
+#[tokio::test]
+async fn reads_stopped_by_deadlines_mid_record_lose_nothing() {
+    let pki = TestPki::new(KeyKind::P256);
+    let config = server_config(pki.chain(), pki.leaf.private_key_der());
+
+    let (client_raw, server_end, up, down) = slow_link(7);
 
     let message: Vec<u8> = (0..6_000u32).map(|i| (i * 7) as u8).collect();
     let expected = message.clone();
@@ -119,12 +133,7 @@ async fn a_dropped_read_future_loses_nothing() {
     // (tokio::time::timeout drops the read future).
     let pki = TestPki::new(KeyKind::P256);
     let config = server_config(pki.chain(), pki.leaf.private_key_der());
-    let (client_raw, proxy_client_side) = tokio::io::duplex(DUPLEX_BUFFER);
-    let (proxy_server_side, server_end) = tokio::io::duplex(DUPLEX_BUFFER);
-    let (pc_read, pc_write) = tokio::io::split(proxy_client_side);
-    let (ps_read, ps_write) = tokio::io::split(proxy_server_side);
-    let up = tokio::spawn(trickle(pc_read, ps_write, 4096, Duration::ZERO));
-    let down = tokio::spawn(trickle(ps_read, pc_write, 11, Duration::from_millis(2)));
+    let (client_raw, server_end, up, down) = slow_link(11);
     let message: Vec<u8> = (0..6_000u32).map(|i| (i * 13) as u8).collect();
     let expected = message.clone();
     let server = tokio::spawn(async move {
