@@ -2867,3 +2867,147 @@ async fn a_write_cut_short_abandons_the_connection() {
     assert!(client.is_broken());
     drop(broker);
 }
+
+/// A transport that holds writes until `flush`, as TLS does (one record per
+/// flush), and counts the flushes that carried bytes.
+struct Buffered {
+    inner: Plain<ClientSocket, TokioTimer>,
+    pending: Vec<u8>,
+    flushes: std::rc::Rc<Cell<usize>>,
+}
+
+impl mqtts::transport::Transport for Buffered {
+    async fn read_before(
+        &mut self,
+        buf: &mut [u8],
+        deadline: mqtts::time::Millis,
+    ) -> Result<Option<usize>, Error> {
+        self.inner.read_before(buf, deadline).await
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.pending.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Error> {
+        if !self.pending.is_empty() {
+            self.inner.write_all(&self.pending).await?;
+            self.pending.clear();
+            self.flushes.set(self.flushes.get() + 1);
+        }
+        self.inner.flush().await
+    }
+}
+
+/// `start_publish` queues; everything queued leaves in one flush, made by
+/// `flush()` or by the next call that waits for the broker; `publish()`
+/// flushes before it returns. Acknowledgements of received messages ride
+/// along with the next flush.
+#[tokio::test]
+async fn queued_packets_leave_together_at_the_next_wait_or_flush() {
+    let (socket, mut broker) = mock_pair();
+    let mut outbox = [0u8; 1024];
+    let mut session: Session<'_, 4> = Session::new(&mut outbox);
+    let (mut rx, mut tx) = ([0u8; 256], [0u8; 256]);
+    let flushes = std::rc::Rc::new(Cell::new(0));
+    let timer = TokioTimer::new();
+    let transport = Buffered {
+        inner: Plain::new(socket, timer),
+        pending: Vec::new(),
+        flushes: flushes.clone(),
+    };
+    broker.send(&connack(false, 0)).await;
+    let options = ConnectOptions::new("batcher");
+    let (mut client, _) = within(
+        "connect",
+        Client::connect(transport, timer, &mut session, &mut rx, &mut tx, &options),
+    )
+    .await
+    .expect("connect");
+    broker.expect_connect().await;
+    assert_eq!(flushes.get(), 1, "CONNECT is flushed at once");
+
+    // Five packets queued: nothing reaches the broker.
+    for i in 0..3u8 {
+        let id = within(
+            "start",
+            client.start_publish("t/0", &[i], QoS::AtMostOnce, false),
+        )
+        .await
+        .expect("queued");
+        assert_eq!(id, None);
+    }
+    let first = within(
+        "start",
+        client.start_publish("t/1", b"a", QoS::AtLeastOnce, false),
+    )
+    .await
+    .expect("queued")
+    .expect("an id");
+    let second = within(
+        "start",
+        client.start_publish("t/1", b"b", QoS::AtLeastOnce, false),
+    )
+    .await
+    .expect("queued")
+    .expect("an id");
+    assert!(client.has_unsent());
+    assert_eq!(
+        broker.read_packet_within(Duration::from_millis(100)).await,
+        None
+    );
+    assert_eq!(flushes.get(), 1);
+
+    // One flush carries all five, in order.
+    within("flush", client.flush()).await.expect("flush");
+    assert!(!client.has_unsent());
+    assert_eq!(flushes.get(), 2);
+    for i in 0..3u8 {
+        let p = PublishPacket::parse(&broker.expect_kind(3).await);
+        assert_eq!((p.topic.as_str(), p.payload.as_slice()), ("t/0", &[i][..]));
+    }
+    for (id, payload) in [(first, b"a"), (second, b"b")] {
+        let p = PublishPacket::parse(&broker.expect_kind(3).await);
+        assert_eq!((p.id, p.payload.as_slice()), (Some(id.get()), &payload[..]));
+    }
+
+    // poll() flushes what was queued before it waits: the broker sees the
+    // QoS 0 message, then acknowledges both QoS 1 ones and sends one of
+    // its own; its PUBACK leaves with the next wait.
+    within(
+        "start",
+        client.start_publish("t/0", b"late", QoS::AtMostOnce, false),
+    )
+    .await
+    .expect("queued");
+    broker.send(&puback(first.get())).await;
+    assert_eq!(
+        within("poll", client.poll()).await.map(owned),
+        Ok(Ev::Published(first.get()))
+    );
+    assert_eq!(flushes.get(), 3, "poll flushed once before reading");
+    let p = PublishPacket::parse(&broker.expect_kind(3).await);
+    assert_eq!(p.payload, b"late");
+    broker.send(&puback(second.get())).await;
+    broker.send(&publish("in", b"x", 1, 9, false, false)).await;
+    assert_eq!(
+        within("poll", client.poll()).await.map(owned),
+        Ok(Ev::Published(second.get()))
+    );
+    assert!(matches!(
+        within("poll", client.poll()).await.map(owned),
+        Ok(Ev::Message { id: Some(9), .. })
+    ));
+    // The PUBACK for 9 is queued by the next call and leaves when it waits.
+    let (polled, ack) = tokio::join!(
+        tokio::time::timeout(Duration::from_millis(300), client.poll()),
+        broker.expect_kind(4)
+    );
+    assert!(polled.is_err(), "nothing more to report");
+    assert_eq!(ack.ack_id(), 9);
+    assert!(
+        !client.is_broken(),
+        "a poll cancelled while it waits is harmless"
+    );
+}
