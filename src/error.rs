@@ -150,6 +150,9 @@ pub enum Error {
         /// The reserved prefix.
         prefix: &'static str,
     },
+    /// The Wi-Fi modem (ESP-AT firmware over a UART) failed (feature `esp-at`).
+    #[cfg(feature = "esp-at")]
+    Modem(crate::esp_at::ModemError),
 }
 
 /// Why a CA-validated certificate chain was refused (RFC 5280 §6).
@@ -188,10 +191,13 @@ pub enum CertificateError {
     LeafIsCa,
     /// The certificate may not be used for TLS servers (extended key usage).
     NotForServerAuthentication,
-    /// A signature in the chain is invalid.
+    /// A signature in the chain does not verify: an issuer with the trusted
+    /// CA's name but another key, a corrupted certificate, or an issuer
+    /// whose key is too weak to be used (RSA under 2048 bits).
     BadSignature,
     /// A certificate in the chain is signed with an algorithm this build does
-    /// not support (enable the `rsa`, `p384` or `ed25519` feature).
+    /// not support (enable the `rsa`, `p384` or `ed25519` feature), or with
+    /// one mqtts never accepts (signatures over SHA-1).
     UnsupportedSignatureAlgorithm,
     /// The chain is longer than mqtts accepts or path building gave up.
     ChainTooLong,
@@ -445,6 +451,8 @@ impl fmt::Display for Error {
                 f,
                 "clients may not publish to topics starting with {prefix:?}; nothing was sent"
             ),
+            #[cfg(feature = "esp-at")]
+            Self::Modem(e) => write!(f, "Wi-Fi modem: {e}"),
         }
     }
 }
@@ -485,11 +493,13 @@ impl fmt::Display for CertificateError {
             }
             Self::BadSignature => f.write_str(
                 "a signature in the chain does not verify with its issuer's key (an issuer \
-                 with the trusted CA's name but another key, or a corrupted certificate)",
+                 with the trusted CA's name but another key, a corrupted certificate, or an \
+                 RSA issuer key under 2048 bits)",
             ),
             Self::UnsupportedSignatureAlgorithm => f.write_str(
                 "a certificate is signed with an algorithm this build does not support \
-                 (enable the `rsa`, `p384` or `ed25519` feature)",
+                 (enable the `rsa`, `p384` or `ed25519` feature; SHA-1 signatures are \
+                 never accepted)",
             ),
             Self::ChainTooLong => f.write_str("the chain is too long"),
             Self::Malformed => f.write_str("a certificate in the chain is malformed"),

@@ -33,8 +33,15 @@ use signature::ServerKey;
 /// The most trust anchors one [`Trust`] may list.
 pub const MAX_TRUST_ANCHORS: usize = 8;
 
-/// The most certificates of a server's chain that are considered (the leaf
-/// and up to seven intermediates); a longer chain is refused in CA mode.
+/// The most certificates a server's chain may hold in CA mode (the leaf,
+/// intermediates and possibly the root itself); a longer chain is refused
+/// with [`CertificateError::ChainTooLong`](crate::error::CertificateError::ChainTooLong).
+///
+/// The validated path may use at most six intermediates (rustls-webpki's
+/// limit), so a leaf, six intermediates and the root the server also sends
+/// (eight certificates) connect, while a leaf with seven intermediates is
+/// refused. Pin modes ignore everything after the leaf, within the 16
+/// certificates embedded-tls keeps (more is a TLS protocol error).
 pub const MAX_CHAIN_LEN: usize = 8;
 
 /// How the server's certificate is trusted. See the [module docs](self).
@@ -82,7 +89,11 @@ impl<'a> Trust<'a> {
     ///
     /// Issuers must be CAs (basicConstraints), the leaf must be valid for
     /// the server name (DNS names of the subjectAltName, with the usual
-    /// `*.` wildcard rule of RFC 6125 §6.4.3) and for TLS servers.
+    /// `*.` wildcard rule of RFC 6125 §6.4.3) and for TLS servers (an
+    /// extendedKeyUsage without serverAuth is refused; keyUsage is not
+    /// checked, as in rustls-webpki), path length and name constraints hold.
+    /// X.509 v1 certificates (no extensions) are refused as malformed.
+    /// Anchors' own validity dates are not checked (RFC 5280 §6.1).
     ///
     /// Validity dates are checked against the time passed to
     /// [`TlsOptions::with_unix_time`](crate::tls::TlsOptions::with_unix_time).

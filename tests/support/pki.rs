@@ -405,23 +405,9 @@ struct ForeignPublicKey {
 
 impl ForeignPublicKey {
     fn from_spki_der(der: &[u8]) -> Self {
-        /// Split one DER TLV off the front: (tag, contents, rest).
         fn tlv(input: &[u8]) -> (u8, &[u8], &[u8]) {
-            let (&tag, rest) = input.split_first().expect("DER: missing tag");
-            let (&first, mut rest) = rest.split_first().expect("DER: missing length");
-            let len = if first < 0x80 {
-                usize::from(first)
-            } else {
-                let n = usize::from(first & 0x7f);
-                assert!((1..=3).contains(&n), "DER: unsupported length form");
-                let (bytes, after) = rest.split_at(n);
-                rest = after;
-                bytes
-                    .iter()
-                    .fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
-            };
-            assert!(rest.len() >= len, "DER: truncated");
-            (tag, &rest[..len], &rest[len..])
+            let (element, rest) = der_split(input);
+            (element.tag, element.contents, rest)
         }
         let (tag, spki, trailing) = tlv(der);
         assert!(tag == 0x30 && trailing.is_empty(), "SPKI: not one SEQUENCE");
@@ -600,4 +586,153 @@ impl TestPki {
         chain.extend(self.intermediate.iter().map(Issued::der));
         chain
     }
+}
+
+/// One DER element (X.690): its tag, its contents and its whole encoding.
+#[derive(Debug, Clone, Copy)]
+pub struct DerElement<'a> {
+    pub tag: u8,
+    pub contents: &'a [u8],
+    /// Tag, length and contents, as they appear in the input.
+    pub encoded: &'a [u8],
+}
+
+/// Splits one DER element (single-byte tag, definite length of up to 3
+/// bytes) off the front of `input`: (element, rest). Panics on anything
+/// else: the input is always a certificate this harness just made.
+pub fn der_split(input: &[u8]) -> (DerElement<'_>, &[u8]) {
+    let (&tag, rest) = input.split_first().expect("DER: missing tag");
+    let (&first, mut rest) = rest.split_first().expect("DER: missing length");
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let n = usize::from(first & 0x7f);
+        assert!((1..=3).contains(&n), "DER: unsupported length form");
+        let (bytes, after) = rest.split_at(n);
+        rest = after;
+        bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
+    };
+    assert!(rest.len() >= len, "DER: truncated");
+    let header = input.len() - rest.len();
+    let element = DerElement {
+        tag,
+        contents: &rest[..len],
+        encoded: &input[..header + len],
+    };
+    (element, &rest[len..])
+}
+
+/// The elements one after the other in `input` (e.g. a SEQUENCE's contents).
+pub fn der_elements(mut input: &[u8]) -> Vec<DerElement<'_>> {
+    let mut elements = Vec::new();
+    while !input.is_empty() {
+        let (element, rest) = der_split(input);
+        elements.push(element);
+        input = rest;
+    }
+    elements
+}
+
+/// Encodes one DER element (definite length, short or long form).
+pub fn der_encode(tag: u8, contents: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = contents.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend_from_slice(&bytes);
+    }
+    out.extend_from_slice(contents);
+    out
+}
+
+/// Signs `message` with `key` the way rcgen signs certificates for that key
+/// type (ECDSA: DER signature; RSA: PKCS#1 v1.5 with SHA-256), using the
+/// rustls/ring signer so that no extra crypto dependency is needed.
+pub fn sign_like_rcgen(key: &KeyPair, message: &[u8]) -> Vec<u8> {
+    use rustls::SignatureScheme;
+    let scheme = match KeyKind::of(key) {
+        KeyKind::P256 => SignatureScheme::ECDSA_NISTP256_SHA256,
+        KeyKind::P384 => SignatureScheme::ECDSA_NISTP384_SHA384,
+        KeyKind::Ed25519 => SignatureScheme::ED25519,
+        KeyKind::Rsa2048 | KeyKind::Rsa4096 => SignatureScheme::RSA_PKCS1_SHA256,
+    };
+    let signing_key = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(private_key_der(key))
+        .expect("ring loads the issuer key");
+    signing_key
+        .choose_scheme(&[scheme])
+        .unwrap_or_else(|| panic!("ring cannot sign with {scheme:?}"))
+        .sign(message)
+        .expect("signing")
+}
+
+/// Re-issues `cert` (issued by `issuer`) after `edit` changed the list of
+/// its TBSCertificate elements (RFC 5280 §4.1: `[0]` version, serial,
+/// signature, issuer, validity, subject, SPKI, `[3]` extensions), signing
+/// the new TBSCertificate with `issuer`'s key. The outer
+/// signatureAlgorithm is copied from the (edited) `signature` field. For certificates rcgen
+/// cannot make, e.g. X.509 v1 ([`to_v1`]).
+pub fn resign(
+    cert: &[u8],
+    issuer: &Issued,
+    edit: impl FnOnce(&mut Vec<Vec<u8>>),
+) -> CertificateDer<'static> {
+    resign_with(cert, |tbs| sign_like_rcgen(&issuer.key, tbs), edit)
+}
+
+/// [`resign`] with any signer: `sign` gets the DER TBSCertificate and
+/// returns the signature value, e.g. made with a key ring cannot load
+/// (RSA-1024), or for a signature algorithm the `edit` put in.
+pub fn resign_with(
+    cert: &[u8],
+    sign: impl FnOnce(&[u8]) -> Vec<u8>,
+    edit: impl FnOnce(&mut Vec<Vec<u8>>),
+) -> CertificateDer<'static> {
+    let (certificate, rest) = der_split(cert);
+    assert!(
+        certificate.tag == 0x30 && rest.is_empty(),
+        "not one certificate"
+    );
+    let parts = der_elements(certificate.contents);
+    let [tbs, _signature_algorithm, _signature] = parts.as_slice() else {
+        panic!("a certificate has three elements, found {}", parts.len());
+    };
+    let mut fields: Vec<Vec<u8>> = der_elements(tbs.contents)
+        .iter()
+        .map(|element| element.encoded.to_vec())
+        .collect();
+    edit(&mut fields);
+    // The outer signatureAlgorithm must equal the TBSCertificate's
+    // `signature` field (RFC 5280 §4.1.1.2): the field after the serial.
+    let serial = usize::from(fields.first().and_then(|f| f.first()) == Some(&0xA0));
+    let signature_algorithm = fields
+        .get(serial + 1)
+        .expect("TBSCertificate: signature field")
+        .clone();
+    let tbs = der_encode(0x30, &fields.concat());
+    let mut bits = vec![0u8]; // no unused bits
+    bits.extend(sign(&tbs));
+    let body = [tbs, signature_algorithm, der_encode(0x03, &bits)].concat();
+    CertificateDer::from(der_encode(0x30, &body))
+}
+
+/// The same certificate as X.509 v1: no version field (so v1, its DEFAULT)
+/// and no extensions (v1 has none, RFC 5280 §4.1.2.1), re-signed by `issuer`.
+/// A v1 certificate has no subjectAltName and no basicConstraints.
+pub fn to_v1(cert: &[u8], issuer: &Issued) -> CertificateDer<'static> {
+    resign(cert, issuer, |fields| {
+        // Context-specific constructed [0] (version) and [3] (extensions).
+        fields.retain(|field| !matches!(field.first(), Some(0xA0 | 0xA3)));
+        assert_eq!(fields.len(), 6, "v1 TBSCertificate: serial .. SPKI");
+    })
 }
