@@ -77,6 +77,8 @@ extern crate std;
 
 pub mod client;
 pub mod error;
+#[cfg(feature = "esp-at")]
+pub mod esp_at;
 pub mod fingerprint;
 #[cfg(feature = "flespi")]
 pub mod flespi;

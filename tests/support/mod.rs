@@ -5,6 +5,7 @@
 //! does not use are expected.
 #![allow(dead_code)]
 
+pub mod at_modem;
 pub mod broker;
 pub mod example;
 pub mod mock_broker;
