@@ -640,6 +640,8 @@ impl embedded_io::Error for Error {
             Self::Io(kind) => *kind,
             Self::ConnectionClosed => embedded_io::ErrorKind::ConnectionAborted,
             Self::Config(_) => embedded_io::ErrorKind::InvalidInput,
+            #[cfg(feature = "esp-at")]
+            Self::Modem(e) => embedded_io::Error::kind(e),
             _ => embedded_io::ErrorKind::Other,
         }
     }

@@ -58,6 +58,8 @@
 //! | `rsa` | servers with RSA 2048-4096 keys and RSA-signed chains; needs `alloc` and a global allocator |
 //! | `flespi` | the [flespi.io](https://flespi.io) preset (enables `rsa`) |
 //! | `embassy-time` | [`time::EmbassyTimer`] |
+//! | `esp-at` | `esp_at`: an ESP8266 with Espressif's AT firmware as a UART Wi-Fi modem (socket and connector) |
+//! | `critical-section` | `rsa` on targets without compare-and-swap through a `critical-section` implementation (not with esp-hal) |
 //! | `defmt` | `defmt::Format` for all public types |
 //! | `log` | log messages (e.g. the insecure-mode warning) through `log` |
 #![no_std]

@@ -152,7 +152,9 @@ pub struct Failure {
 impl Failure {
     /// Whether retrying is unlikely to help before someone changes the
     /// configuration or the broker: a pin or certificate mismatch, bad
-    /// credentials, a refused client id. The supervisor retries anyway, at
+    /// credentials, a refused client id. (A Wi-Fi join refused as "wrong
+    /// password" is not: ESP modems also report a 4-way handshake lost to a
+    /// weak signal that way.) The supervisor retries anyway, at
     /// the capped delay; firmware may choose to stop and report instead.
     pub fn is_permanent(&self) -> bool {
         matches!(
