@@ -1,12 +1,15 @@
 //! The application: flespi.io over TLS 1.3 with mqtts, on any board that
-//! has an embassy-net stack, a cryptographic RNG and an output pin.
+//! can open a TCP connection (a [`Connector`]), has a cryptographic RNG and
+//! an output pin.
 //!
-//! - Connects with [`mqtts::reconnect::Supervisor`]: DNS for
-//!   `mqtt.flespi.io`, TCP to 8883, TLS 1.3 validated up to flespi's
-//!   GlobalSign roots, MQTT with the token as user name, a persistent
-//!   session and the command subscription. Every failure is logged with its
-//!   typed error; the supervisor waits (exponential backoff with jitter)
-//!   before the next attempt, never spinning.
+//! - Connects with [`mqtts::reconnect::Supervisor`]: the connector waits
+//!   for the link, resolves `mqtt.flespi.io` and opens TCP to 8883; then
+//!   TLS 1.3, validated up to flespi's GlobalSign roots or against the pins
+//!   chosen at build time ([`crate::config`]), MQTT with the token as user
+//!   name, a persistent session and the command subscription. Every failure
+//!   is logged with its typed error (a pin mismatch with the fingerprints
+//!   the broker presented); the supervisor waits (exponential backoff with
+//!   jitter) before the next attempt, never spinning.
 //! - `<prefix>/cmd`: `on`, `off` (or `1`/`0`, `true`/`false`) set the output,
 //!   anything else toggles it. The new state is echoed, retained, to
 //!   `<prefix>/state` as `{"on":true}`.
@@ -16,21 +19,27 @@
 use core::fmt::Write as _;
 
 use embassy_futures::select::{Either, select};
-use embassy_net::Stack;
-use embassy_net::dns::DnsSocket;
-use embassy_net::tcp::client::{TcpClient, TcpClientState};
 use embassy_time::{Duration, Instant, Timer};
-use heapless::String;
+use heapless::{String, Vec};
 use log::{error, info, warn};
 use mqtts::Error;
 use mqtts::client::{Buffers, Client, Event};
+use mqtts::fingerprint::HexColons;
 use mqtts::flespi::{Credentials, Flespi};
 use mqtts::mqtt::QoS;
-use mqtts::reconnect::{Backoff, NalConnector, Supervisor};
+use mqtts::reconnect::{Backoff, Connector, Failure, Supervisor};
 use mqtts::time::{EmbassyTimer, Timer as _};
 use mqtts::tls::READ_BUFFER_FOR_FULL_RECORDS;
 use mqtts::transport::Transport;
+use mqtts::trust::Pin;
 use rand_core::{CryptoRng, RngCore};
+
+use crate::config;
+
+/// The broker: flespi's EU region (the connector dials it).
+pub const BROKER_HOST: &str = mqtts::flespi::HOST;
+/// MQTT over TLS.
+pub const BROKER_PORT: u16 = mqtts::flespi::PORT;
 
 /// What the application needs from the board.
 pub trait Board {
@@ -57,8 +66,6 @@ pub struct Settings<'a> {
 
 /// QoS 1/2 messages in flight at once.
 const IN_FLIGHT: usize = 4;
-const TCP_RX: usize = 4096;
-const TCP_TX: usize = 2048;
 /// TLS records are written in pieces of at most this size.
 const TLS_WRITE: usize = 2048;
 /// Largest incoming MQTT packet (a command); larger ones are skipped.
@@ -69,11 +76,11 @@ const MQTT_TX: usize = 512;
 const OUTBOX: usize = 2048;
 const TOPIC_LEN: usize = 128;
 
-/// Every buffer of the connection, meant for a `static` (about 29 KB): none
-/// of it lives on a stack. flespi does not promise to honour TLS
+/// The TLS and MQTT buffers of the connection, meant for a `static` (about
+/// 22 KB): none of it lives on a stack. The socket's own buffers belong to
+/// the connector. flespi does not promise to honour TLS
 /// max_fragment_length, so the read buffer holds full 16 KB records.
 pub struct Memory {
-    tcp: TcpClientState<1, TCP_TX, TCP_RX>,
     tls_read: [u8; READ_BUFFER_FOR_FULL_RECORDS],
     tls_write: [u8; TLS_WRITE],
     rx: [u8; MQTT_RX],
@@ -85,7 +92,6 @@ impl Memory {
     /// Zeroed buffers (a `const fn`, so a `static` holding it is in `.bss`).
     pub const fn new() -> Self {
         Self {
-            tcp: TcpClientState::new(),
             tls_read: [0; READ_BUFFER_FOR_FULL_RECORDS],
             tls_write: [0; TLS_WRITE],
             rx: [0; MQTT_RX],
@@ -101,24 +107,27 @@ impl Default for Memory {
     }
 }
 
-/// Runs forever: waits for the network, connects, serves commands and
-/// publishes readings, and reconnects after any failure.
+/// Runs forever: connects, serves commands and publishes readings, and
+/// reconnects after any failure.
 ///
-/// `rng` must be cryptographically secure (ESP chips: `esp_hal::rng::Trng`
-/// while Wi-Fi runs, never the plain `Rng`).
-pub async fn run<R, B>(
-    stack: Stack<'static>,
+/// `connector` opens a TCP connection to [`BROKER_HOST`]:[`BROKER_PORT`];
+/// it is responsible for waiting until the link is up (Wi-Fi joined, an
+/// address leased) before dialling, so that the backoff counts real
+/// attempts only. `rng` must be cryptographically secure (ESP chips:
+/// `esp_hal::rng::Trng` while Wi-Fi runs, never the plain `Rng`).
+pub async fn run<C, R, B>(
+    connector: C,
     memory: &'static mut Memory,
     rng: &mut R,
     board: &mut B,
     settings: Settings<'_>,
 ) -> !
 where
+    C: Connector,
     R: RngCore + CryptoRng,
     B: Board,
 {
     let Memory {
-        tcp: tcp_state,
         tls_read,
         tls_write,
         rx,
@@ -139,8 +148,22 @@ where
     };
 
     let flespi = Flespi::new(settings.client_id, Credentials::Token(settings.token));
-    // CA mode (GlobalSign roots): survives flespi's yearly certificate
-    // renewal. Without a clock, expiry is not checked (see README).
+    // Chosen at build time: CA mode (GlobalSign roots) survives flespi's
+    // yearly certificate renewal, and without a clock expiry is not checked
+    // (see README); pins replace the CA check and need no clock.
+    let pins: Vec<Pin, 2> = [config::CERTIFICATE_PIN, config::PUBLIC_KEY_PIN]
+        .into_iter()
+        .flatten()
+        .collect();
+    let flespi = if pins.is_empty() {
+        info!("trust: CA (flespi's GlobalSign roots)");
+        flespi
+    } else {
+        for pin in &pins {
+            info!("trust: pinned, {pin}");
+        }
+        flespi.pinned_only(&pins)
+    };
     let tls = flespi.tls_options();
     let subscriptions = [(cmd_topic.as_str(), QoS::AtLeastOnce)];
     let options = match flespi.connect_options() {
@@ -154,16 +177,6 @@ where
         }
     };
 
-    let mut tcp = TcpClient::new(stack, tcp_state);
-    // Gives up a connect or unacknowledged data after 20 s (a dead Wi-Fi).
-    tcp.set_timeout(Some(Duration::from_secs(20)));
-    let dns = DnsSocket::new(stack);
-    let connector = NalConnector {
-        tcp: &tcp,
-        dns: &dns,
-        host: flespi.host(),
-        port: flespi.port(),
-    };
     let backoff = Backoff {
         initial_ms: 1_000,
         max_ms: 120_000,
@@ -181,14 +194,6 @@ where
     let mut count: u32 = 0;
 
     loop {
-        if !stack.is_config_up() {
-            info!("waiting for an IP address");
-            stack.wait_config_up().await;
-            if let Some(config) = stack.config_v4() {
-                info!("IP address {}", config.address);
-            }
-        }
-
         let buffers = Buffers {
             tls_read: &mut tls_read[..],
             tls_write: &mut tls_write[..],
@@ -202,11 +207,7 @@ where
         {
             Ok(connection) => connection,
             Err(failure) => {
-                if failure.is_permanent() {
-                    error!("{failure} (will not fix itself: check the token, client id and trust)");
-                } else {
-                    warn!("{failure}");
-                }
+                log_failure(&failure);
                 continue; // the next connect() waits out the backoff
             }
         };
@@ -286,6 +287,28 @@ where
     }
 }
 
+/// Logs a failed attempt with its typed error. A pin mismatch or a refused
+/// chain names the fingerprints the broker presented (in the error's text)
+/// and how to pin them.
+fn log_failure(failure: &Failure) {
+    match &failure.error {
+        Error::PinMismatch { presented } => {
+            error!("{failure}");
+            // Either flespi renewed its certificate or someone is in the
+            // way: only a check from a trusted network tells which.
+            error!(
+                "not the pinned certificate: if flespi renewed it (compare with `openssl s_client -connect mqtt.flespi.io:8883` from a trusted network), rebuild with FLESPI_PIN_SHA256={} or FLESPI_PIN_SPKI_SHA256={}",
+                presented.sha256(),
+                HexColons(&presented.spki_sha256())
+            );
+        }
+        _ if failure.is_permanent() => {
+            error!("{failure} (will not fix itself: check the token, client id and trust)")
+        }
+        _ => warn!("{failure}"),
+    }
+}
+
 /// Publishes at QoS 1 and waits for PUBACK. Returns whether the connection
 /// is still usable; every error is logged.
 async fn publish<T: Transport, const N: usize>(
@@ -362,5 +385,74 @@ fn reading_json(count: u32, temperature_c: Option<f32>, on: bool) -> String<96> 
 async fn park() -> ! {
     loop {
         Timer::after(Duration::from_secs(3600)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands() {
+        let cases: [(&[u8], Command); 9] = [
+            (b"on", Command::Set(true)),
+            (b" ON\r\n", Command::Set(true)),
+            (b"1", Command::Set(true)),
+            (b"True", Command::Set(true)),
+            (b"off", Command::Set(false)),
+            (b"0", Command::Set(false)),
+            (b"false", Command::Set(false)),
+            (b"toggle", Command::Toggle),
+            (b"", Command::Toggle),
+        ];
+        for (payload, expected) in cases {
+            assert_eq!(parse_command(payload), expected, "{payload:?}");
+        }
+    }
+
+    #[test]
+    fn state_and_reading_json() {
+        assert_eq!(state_json(true).as_str(), "{\"on\":true}");
+        assert_eq!(state_json(false).as_str(), "{\"on\":false}");
+        // Uptime comes from embassy-time's std clock: seconds since start.
+        let before = Instant::now().as_secs();
+        let with = reading_json(7, Some(41.46), false);
+        let after = Instant::now().as_secs();
+        let expected = |uptime: u64| {
+            std::format!("{{\"count\":7,\"uptime_s\":{uptime},\"temp_c\":41.5,\"on\":false}}")
+        };
+        assert!(
+            with.as_str() == expected(before) || with.as_str() == expected(after),
+            "{with}"
+        );
+        // Rounds to the nearest tenth; no "-0.0".
+        let zero = reading_json(u32::MAX, Some(-0.04), true);
+        assert!(zero.ends_with(",\"temp_c\":0.0,\"on\":true}"), "{zero}");
+        let cold = reading_json(1, Some(-12.36), true);
+        assert!(cold.ends_with(",\"temp_c\":-12.4,\"on\":true}"), "{cold}");
+        // No sensor, or a nonsense value: the field is left out.
+        for temperature in [None, Some(f32::NAN), Some(f32::INFINITY), Some(5000.0)] {
+            let json = reading_json(2, temperature, true);
+            assert!(!json.contains("temp_c"), "{json}");
+            assert!(json.ends_with(",\"on\":true}"), "{json}");
+        }
+        // The longest reading fits its buffer.
+        let longest = reading_json(u32::MAX, Some(-999.9), false);
+        assert!(longest.contains("\"count\":4294967295"), "{longest}");
+        assert!(
+            longest.ends_with("\"temp_c\":-999.9,\"on\":false}"),
+            "{longest}"
+        );
+    }
+
+    #[test]
+    fn topics() {
+        assert_eq!(
+            topic("devices/esp32c3-a0b1", "cmd").as_deref(),
+            Some("devices/esp32c3-a0b1/cmd")
+        );
+        let prefix = "p".repeat(TOPIC_LEN - 4);
+        assert_eq!(topic(&prefix, "cmd").map(|t| t.len()), Some(TOPIC_LEN));
+        assert_eq!(topic(&prefix, "state"), None);
     }
 }
