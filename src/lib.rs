@@ -53,7 +53,7 @@
 //! ## Features
 //! | feature | adds |
 //! |---|---|
-//! | `p384` | servers with ECDSA P-384 keys (and P-384 CAs) |
+//! | `p384` | servers with ECDSA P-384 keys, P-384 CAs, and P-256 CAs that sign with SHA-384 (SHA-384 costs ~48 KB of flash on riscv32imc, so it is left out otherwise) |
 //! | `ed25519` | servers with Ed25519 keys |
 //! | `rsa` | servers with RSA 2048-4096 keys and RSA-signed chains; needs `alloc` and a global allocator |
 //! | `flespi` | the [flespi.io](https://flespi.io) preset (enables `rsa`) |

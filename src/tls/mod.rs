@@ -331,8 +331,11 @@ where
     R: RngCore + CryptoRng,
     T: Timer + 'b,
 {
-    rustls_pki_types::ServerName::try_from(options.server_name)
-        .map_err(|_| ConfigError::InvalidServerName)?;
+    let is_ip_address = matches!(
+        rustls_pki_types::ServerName::try_from(options.server_name)
+            .map_err(|_| ConfigError::InvalidServerName)?,
+        rustls_pki_types::ServerName::IpAddress(_)
+    );
     options.trust.check()?;
     if read_buffer.len() < MIN_READ_BUFFER {
         return Err(ConfigError::BufferTooSmall {
@@ -369,7 +372,7 @@ where
     let mut config = TlsConfig::new().enable_rsa_signatures();
     // SNI carries host names only (RFC 6066 §3): not for an IP address,
     // which the verifier still checks in CA mode.
-    if options.server_name.parse::<core::net::IpAddr>().is_err() {
+    if !is_ip_address {
         config = config.with_server_name(options.server_name);
     }
     if let Some(protocols) = options.alpn {

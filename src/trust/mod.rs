@@ -68,6 +68,9 @@ enum Mode<'a> {
     Authorities {
         anchors: &'a [&'a [u8]],
         pins: &'a [Pin],
+        /// CA validation, reached only through the constructor so that a
+        /// firmware that never calls it does not link webpki.
+        ca: &'static CaValidation,
     },
     InsecureAcceptAnyCertificate,
 }
@@ -103,7 +106,11 @@ impl<'a> Trust<'a> {
     /// (from SNTP or an RTC) to detect expiry.
     pub const fn certificate_authorities(anchors: &'a [&'a [u8]]) -> Self {
         Self {
-            mode: Mode::Authorities { anchors, pins: &[] },
+            mode: Mode::Authorities {
+                anchors,
+                pins: &[],
+                ca: &CA_VALIDATION,
+            },
         }
     }
 
@@ -112,7 +119,7 @@ impl<'a> Trust<'a> {
     pub const fn with_pins(self, pins: &'a [Pin]) -> Self {
         Self {
             mode: match self.mode {
-                Mode::Authorities { anchors, .. } => Mode::Authorities { anchors, pins },
+                Mode::Authorities { anchors, ca, .. } => Mode::Authorities { anchors, pins, ca },
                 Mode::Pinned(_) | Mode::InsecureAcceptAnyCertificate => Mode::Pinned(pins),
             },
         }
@@ -142,7 +149,7 @@ impl<'a> Trust<'a> {
     pub fn check(&self) -> Result<(), ConfigError> {
         match self.mode {
             Mode::Pinned([]) => Err(ConfigError::NoPins),
-            Mode::Authorities { anchors, .. } => ca::check_anchors(anchors),
+            Mode::Authorities { anchors, ca, .. } => (ca.check_anchors)(anchors),
             _ => Ok(()),
         }
     }
@@ -183,8 +190,8 @@ impl<'a> Trust<'a> {
                     return Err(Error::PinMismatch { presented });
                 }
             }
-            Mode::Authorities { anchors, pins } => {
-                ca::verify_chain(anchors, chain, server_name, now_unix_secs).map_err(
+            Mode::Authorities { anchors, pins, ca } => {
+                (ca.verify_chain)(anchors, chain, server_name, now_unix_secs).map_err(
                     |e| match e {
                         ca::Failure::Config(e) => Error::Config(e),
                         ca::Failure::Certificate(reason) => {
@@ -203,6 +210,18 @@ impl<'a> Trust<'a> {
         Ok(Accepted { presented, key })
     }
 }
+
+/// The CA-mode entry points, behind pointers (see `Mode::Authorities`).
+#[derive(Debug)]
+struct CaValidation {
+    check_anchors: fn(&[&[u8]]) -> Result<(), ConfigError>,
+    verify_chain: fn(&[&[u8]], &[&[u8]], &str, Option<u64>) -> Result<(), ca::Failure>,
+}
+
+static CA_VALIDATION: CaValidation = CaValidation {
+    check_anchors: ca::check_anchors,
+    verify_chain: ca::verify_chain,
+};
 
 /// A certificate that passed the trust check, and the key it binds.
 #[derive(Debug, Clone)]

@@ -138,13 +138,13 @@ impl ServerKey {
 #[cfg(feature = "rsa")]
 fn rsa_pss<D>(key: &rsa::RsaPublicKey, message: &[u8], signature: &[u8]) -> bool
 where
-    D: sha2::Digest + sha2::digest::FixedOutputReset,
+    D: sha2::Digest + sha2::digest::DynDigest + Send + Sync + 'static,
 {
-    rsa::pss::Signature::try_from(signature).is_ok_and(|sig| {
-        rsa::pss::VerifyingKey::<D>::new(key.clone())
-            .verify(message, &sig)
-            .is_ok()
-    })
+    // `Pss` holds the digest as `dyn DynDigest`: one copy of the PSS code
+    // serves SHA-256, SHA-384 and SHA-512 (salt length = hash length, as
+    // TLS 1.3 requires, RFC 8446 §4.2.3).
+    key.verify(rsa::Pss::new::<D>(), &D::digest(message), signature)
+        .is_ok()
 }
 
 #[cfg(feature = "rsa")]
@@ -168,7 +168,7 @@ where
 #[cfg(feature = "rsa")]
 fn rsa_pss_cert<D>(key: &[u8], message: &[u8], signature: &[u8]) -> bool
 where
-    D: sha2::Digest + sha2::digest::FixedOutputReset,
+    D: sha2::Digest + sha2::digest::DynDigest + Send + Sync + 'static,
 {
     use rsa::pkcs1::DecodeRsaPublicKey as _;
     use rsa::traits::PublicKeyParts as _;
@@ -234,6 +234,7 @@ pub(crate) mod chain {
         key.verify(message, &sig).is_ok()
     }
 
+    #[cfg(feature = "p384")]
     fn p256_sha384(key: &[u8], message: &[u8], signature: &[u8]) -> bool {
         let (Ok(key), Ok(sig)) = (
             p256::ecdsa::VerifyingKey::from_sec1_bytes(key),
@@ -285,6 +286,7 @@ pub(crate) mod chain {
         signature: alg_id::ECDSA_SHA256,
         verify: p256_sha256,
     };
+    #[cfg(feature = "p384")]
     static ECDSA_P256_SHA384: Algorithm = Algorithm {
         public_key: alg_id::ECDSA_P256,
         signature: alg_id::ECDSA_SHA384,
@@ -348,6 +350,9 @@ pub(crate) mod chain {
     /// Every chain signature algorithm this build supports.
     pub(crate) static SUPPORTED: &[&dyn SignatureVerificationAlgorithm] = &[
         &ECDSA_P256_SHA256,
+        // SHA-384 is 48 KB of code on riscv32imc (sha2's unrolled SHA-512
+        // core); linked anyway with p384, and P-256 CAs sign with SHA-256.
+        #[cfg(feature = "p384")]
         &ECDSA_P256_SHA384,
         #[cfg(feature = "p384")]
         &ECDSA_P384_SHA384,
