@@ -31,6 +31,7 @@ COMBINATIONS=(
     # (esp-hal: single-core; otherwise the `critical-section` feature).
     "riscv32imc-unknown-none-elf|rsa,flespi,critical-section"
     "riscv32imc-unknown-none-elf|embassy-time"
+    "riscv32imc-unknown-none-elf|esp-at,sha2-compact,defmt"
 )
 
 die() { echo "cross-build: ERROR: $*" >&2; exit 1; }

@@ -57,6 +57,7 @@
 //! | `ed25519` | servers with Ed25519 keys |
 //! | `rsa` | servers with RSA 2048-4096 keys and RSA-signed chains; needs `alloc` and a global allocator |
 //! | `flespi` | the [flespi.io](https://flespi.io) preset (enables `rsa`) |
+//! | `sha2-compact` | sha2's compact (rolled) SHA-2 code for the whole firmware: ~3 KB less flash, ~48 KB less where SHA-384/512 is linked, slower hashing |
 //! | `embassy-time` | [`time::EmbassyTimer`] |
 //! | `esp-at` | `esp_at`: an ESP8266 with Espressif's AT firmware as a UART Wi-Fi modem (socket and connector) |
 //! | `critical-section` | `rsa` on targets without compare-and-swap through a `critical-section` implementation (not with esp-hal) |

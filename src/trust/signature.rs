@@ -181,10 +181,12 @@ where
 /// RustCrypto for `rustls-webpki`.
 pub(crate) mod chain {
     use p256::ecdsa::signature::Verifier as _;
+    #[cfg(feature = "p384")]
     use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
     use rustls_pki_types::{
         AlgorithmIdentifier, InvalidSignature, SignatureVerificationAlgorithm, alg_id,
     };
+    #[cfg(feature = "p384")]
     use sha2::Digest as _;
 
     /// One (public key algorithm, signature algorithm) pair.
