@@ -114,7 +114,10 @@ pub struct ConnectOptions<'a> {
     /// Last Will (§3.1.2.5).
     pub will: Option<Will<'a>>,
     /// Subscriptions made whenever the broker has no session for this
-    /// client: on the first connect, and on a reconnect where it lost it.
+    /// client (the first connect, a reconnect where it lost it) and on every
+    /// connect until the broker has acknowledged them once: a SUBSCRIBE
+    /// lost with its connection is sent again, even when the broker reports
+    /// a session. Changing them later needs [`Client::subscribe`].
     pub subscriptions: &'a [(&'a str, QoS)],
     /// How long to wait for CONNACK, in milliseconds.
     pub connect_timeout_ms: Millis,
@@ -177,7 +180,8 @@ impl<'a> ConnectOptions<'a> {
         self
     }
 
-    /// Sets the subscriptions made when the broker has no session.
+    /// Sets the subscriptions made when the broker has no session (see
+    /// [`ConnectOptions::subscriptions`]).
     pub const fn with_subscriptions(mut self, subscriptions: &'a [(&'a str, QoS)]) -> Self {
         self.subscriptions = subscriptions;
         self
@@ -246,7 +250,8 @@ pub struct Connected {
     /// session (use [`ConnectOptions::with_persistent_session`] to keep them).
     pub discarded: usize,
     /// What the broker granted for [`ConnectOptions::subscriptions`], if
-    /// they were sent (the broker had no session).
+    /// they were sent: whenever the broker has no session, and on every
+    /// connect until one SUBACK granted them in the session it keeps.
     pub granted: Option<Granted>,
 }
 
@@ -446,8 +451,9 @@ where
 {
     /// Sends CONNECT over `transport`, waits for CONNACK, then resumes the
     /// session: QoS 1/2 messages in flight are sent again with DUP = 1 and
-    /// PUBREL again (§4.4), and if the broker kept no session the
-    /// [`ConnectOptions::subscriptions`] are made.
+    /// PUBREL again (§4.4), and the [`ConnectOptions::subscriptions`] are
+    /// made if the broker kept no session, or if they were never
+    /// acknowledged.
     ///
     /// `rx` must hold the largest packet you expect to receive (larger
     /// PUBLISH packets are skipped and reported); `tx` the largest QoS 0
@@ -565,10 +571,15 @@ where
         } else {
             client.resend_in_flight().await?
         };
-        let granted = if session_present || options.subscriptions.is_empty() {
+        // Subscribe unless this session's broker state already has the
+        // subscriptions: a broker that reports a session may have created it
+        // at a CONNECT whose SUBSCRIBE was cut, and would never deliver.
+        let granted = if client.session.is_subscribed() || options.subscriptions.is_empty() {
             None
         } else {
-            Some(client.subscribe(options.subscriptions).await?)
+            let granted = client.subscribe(options.subscriptions).await?;
+            client.session.set_subscribed();
+            Some(granted)
         };
         let discarded = if options.clean_session {
             let count = client.session.in_flight();

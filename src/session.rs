@@ -79,6 +79,7 @@ impl<'s, const N: usize> Session<'s, N> {
                 in_flight: Vec::new(),
                 received_qos2: Vec::new(),
                 last_id: 0,
+                subscribed: false,
             },
             read_deadline: ReadDeadline::new(),
         }
@@ -97,6 +98,7 @@ impl<'s, const N: usize> Session<'s, N> {
     /// Forgets every message in flight and all QoS 2 receive state.
     pub fn clear(&mut self) {
         self.state.clear();
+        self.state.subscribed = false;
     }
 
     /// The state a client mutates, and the deadline its TLS socket reads.
@@ -112,6 +114,11 @@ pub(crate) struct SessionState<'s, const N: usize> {
     in_flight: Vec<InFlight, N>,
     received_qos2: Vec<PacketId, N>,
     last_id: u16,
+    /// The broker acknowledged `ConnectOptions::subscriptions` (SUBACK) in
+    /// the session it keeps now. Until then every connect subscribes, even
+    /// when the broker reports a session: it may have created that session
+    /// at a CONNECT whose SUBSCRIBE was then lost with the connection.
+    subscribed: bool,
 }
 
 impl<const N: usize> SessionState<'_, N> {
@@ -305,8 +312,21 @@ impl<const N: usize> SessionState<'_, N> {
     }
 
     /// The broker kept no session: incoming QoS 2 state is void (§3.2.2.2).
+    /// The broker kept no session: its QoS 2 receive state and its
+    /// subscriptions are gone.
     pub(crate) fn forget_incoming(&mut self) {
         self.received_qos2.clear();
+        self.subscribed = false;
+    }
+
+    /// Whether the subscriptions were acknowledged in the broker's session.
+    pub(crate) fn is_subscribed(&self) -> bool {
+        self.subscribed
+    }
+
+    /// The subscriptions were acknowledged.
+    pub(crate) fn set_subscribed(&mut self) {
+        self.subscribed = true;
     }
 }
 

@@ -2081,6 +2081,55 @@ async fn incoming_qos2_is_not_delivered_twice_across_a_reconnect() {
     );
 }
 
+/// The broker creates a persistent session at CONNECT; if the SUBSCRIBE
+/// that follows is lost with the connection, the next connect finds a
+/// session without the subscriptions: the client must subscribe again.
+#[tokio::test]
+async fn a_subscribe_lost_with_its_connection_is_made_again_despite_session_present() {
+    let filters = [("cmd/+", QoS::AtLeastOnce)];
+    let options = ConnectOptions::new("subs")
+        .with_persistent_session()
+        .with_subscriptions(&filters);
+    let mut outbox = [0u8; 128];
+    let mut session: Session<'_, 4> = Session::new(&mut outbox);
+    let (mut rx, mut tx) = ([0u8; 256], [0u8; 256]);
+
+    let (socket, mut broker) = mock_pair();
+    let (result, ()) = tokio::join!(
+        connect(socket, &mut session, &mut rx, &mut tx, &options),
+        async {
+            broker.accept(false).await;
+            broker.expect_subscribe().await;
+            drop(broker); // cut before SUBACK
+        }
+    );
+    assert_eq!(result.err(), Some(Error::ConnectionClosed));
+
+    for attempt in 0..2 {
+        let (socket, mut broker) = mock_pair();
+        let (result, ()) = tokio::join!(
+            connect(socket, &mut session, &mut rx, &mut tx, &options),
+            async {
+                broker.accept(true).await;
+                if attempt == 0 {
+                    let (id, got) = broker.expect_subscribe().await;
+                    assert_eq!(got, [("cmd/+".to_string(), 1)]);
+                    broker.send(&suback(id, &[1])).await;
+                }
+                broker.expect_silence().await;
+            }
+        );
+        let (_client, connected) = result.expect("connects");
+        assert!(connected.session_present);
+        // Subscribed once despite session_present; then never again.
+        assert_eq!(
+            connected.granted.is_some(),
+            attempt == 0,
+            "attempt {attempt}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn subscriptions_are_made_only_when_the_broker_has_no_session() {
     let filters = [("cmd/+", QoS::AtLeastOnce), ("cfg/#", QoS::ExactlyOnce)];
