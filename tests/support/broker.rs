@@ -28,6 +28,18 @@ impl Mosquitto {
     /// Starts mosquitto with a TLS 1.3 listener presenting `chain` (leaf
     /// first) and `leaf`'s key. `extra` is appended to the configuration.
     pub fn start(chain: &[&Issued], extra: &str) -> Mosquitto {
+        Self::start_with(chain, extra, false)
+    }
+
+    /// Like [`Mosquitto::start`], with persistence in its temporary folder,
+    /// saved on every change: sessions, subscriptions and queued or
+    /// in-flight messages survive [`Mosquitto::kill`] (a crash) and
+    /// [`Mosquitto::start_again`].
+    pub fn start_persistent(chain: &[&Issued], extra: &str) -> Mosquitto {
+        Self::start_with(chain, extra, true)
+    }
+
+    fn start_with(chain: &[&Issued], extra: &str, persistent: bool) -> Mosquitto {
         assert!(
             Path::new(MOSQUITTO).exists(),
             "{MOSQUITTO} not found: install the broker (`apt-get install mosquitto`); \
@@ -44,6 +56,21 @@ impl Mosquitto {
             set_mode(&dir.join(file), 0o644);
         }
         set_mode(&dir, 0o755);
+        // mosquitto drops to its own user, which must write its database.
+        let persistence = if persistent {
+            let db = dir.join("db");
+            fs::create_dir_all(&db).expect("create the persistence folder");
+            set_mode(&db, 0o777);
+            format!(
+                "persistence true\n\
+                 persistence_location {}/\n\
+                 autosave_on_changes true\n\
+                 autosave_interval 1\n",
+                db.display()
+            )
+        } else {
+            "persistence false\n".to_string()
+        };
 
         // Another test may take the free port between our probe and
         // mosquitto's bind: then mosquitto exits, and we try another port.
@@ -56,7 +83,7 @@ impl Mosquitto {
                  keyfile {dir}/key.pem\n\
                  tls_version tlsv1.3\n\
                  allow_anonymous true\n\
-                 persistence false\n\
+                 {persistence}\
                  log_dest stderr\n\
                  log_type all\n\
                  {extra}\n",
