@@ -224,7 +224,7 @@ async fn publish_all(port: u16, pins: &[Pin], qos: QoS, count: u32) -> (Report, 
                         // wait; flushing every other one also sends many
                         // single-message records, so cuts land between and
                         // inside both kinds.
-                        if next % 2 == 0 {
+                        if next.is_multiple_of(2) {
                             publishing = false;
                             if let Err(e) = client.flush().await {
                                 break Some(e);

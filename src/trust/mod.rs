@@ -211,11 +211,14 @@ impl<'a> Trust<'a> {
     }
 }
 
+/// [`ca::verify_chain`]: (anchors, chain, server name, now) -> verdict.
+type VerifyChain = fn(&[&[u8]], &[&[u8]], &str, Option<u64>) -> Result<(), ca::Failure>;
+
 /// The CA-mode entry points, behind pointers (see `Mode::Authorities`).
 #[derive(Debug)]
 struct CaValidation {
     check_anchors: fn(&[&[u8]]) -> Result<(), ConfigError>,
-    verify_chain: fn(&[&[u8]], &[&[u8]], &str, Option<u64>) -> Result<(), ca::Failure>,
+    verify_chain: VerifyChain,
 }
 
 static CA_VALIDATION: CaValidation = CaValidation {
