@@ -45,7 +45,9 @@ fn main() {
         .verify_server_certificate(&[&leaf_der], "broker.test", None)
         .expect("parses");
     let key_pins = [Pin::PublicKey(presented.spki_sha256())];
-    let sha1_pins = [Pin::Certificate(presented.sha1())];
+    let sha1_pins = [Pin::Certificate(
+        presented.sha1().expect("insecure mode computes the SHA-1"),
+    )];
     let rotation = [
         Pin::PublicKey([0; 32]),
         Pin::Certificate(presented.sha256()),

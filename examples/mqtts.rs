@@ -1191,7 +1191,10 @@ fn report(target: &str, chain: &[Vec<u8>], now: u64) -> String {
             continue;
         };
         let fingerprints = info.fingerprints();
-        let (sha1, sha256) = (fingerprints.sha1(), fingerprints.sha256());
+        // CertificateInfo always computes the SHA-1 (it is for showing).
+        let sha1 = Fingerprint::sha1_of(der);
+        debug_assert_eq!(fingerprints.sha1(), Some(sha1));
+        let sha256 = fingerprints.sha256();
         let spki = HexColons(&fingerprints.spki_sha256()).to_string();
         let _ = writeln!(out, "    subject:       {}", info.subject());
         let _ = writeln!(out, "    issuer:        {}", info.issuer());

@@ -123,7 +123,9 @@ async fn main() -> ExitCode {
                     "trusted"
                 }
             );
-            println!("certificate SHA-1:       {}", presented.sha1());
+            if let Some(sha1) = presented.sha1() {
+                println!("certificate SHA-1:       {sha1}");
+            }
             println!("certificate SHA-256:     {}", presented.sha256());
             println!(
                 "public key SHA-256:      {}",

@@ -37,7 +37,7 @@ fn the_demo_runs_and_tells_its_story() {
         r#"received  demo/telemetry '{"temperature":21.5}' at QoS 1"#,
         "Disconnected cleanly.",
         "4. Connecting again, pinned to a certificate the broker no longer has",
-        "the server's certificate matches none of the pins; it presented certificate SHA-1 ",
+        "the server's certificate matches none of the pins; it presented certificate SHA-256 ",
         "Demo finished in",
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}\n{err}");

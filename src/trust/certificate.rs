@@ -365,6 +365,10 @@ impl<'a> CertificateInfo<'a> {
 
     /// The fingerprints a pin can match.
     pub fn fingerprints(&self) -> super::PresentedCertificate {
-        super::PresentedCertificate::new(self.der, self.fields.public_key.encoded)
+        super::PresentedCertificate::new(
+            self.der,
+            self.fields.public_key.encoded,
+            Some(super::presented::sha1_digest),
+        )
     }
 }

@@ -60,6 +60,22 @@ pub const MAX_CHAIN_LEN: usize = 8;
 #[derive(Debug, Clone, Copy)]
 pub struct Trust<'a> {
     mode: Mode<'a>,
+    /// SHA-1, only when a SHA-1 pin (or insecure mode) needs it. Chosen by
+    /// the `const` constructors, so firmware without SHA-1 pins does not
+    /// link SHA-1.
+    sha1: Option<presented::Sha1Fn>,
+}
+
+/// SHA-1 if one of `pins` is a SHA-1 certificate pin.
+const fn sha1_for(pins: &[Pin]) -> Option<presented::Sha1Fn> {
+    let mut i = 0;
+    while i < pins.len() {
+        if let Pin::Certificate(crate::Fingerprint::Sha1(_)) = pins[i] {
+            return Some(presented::sha1_digest);
+        }
+        i += 1;
+    }
+    None
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +100,7 @@ impl<'a> Trust<'a> {
     pub const fn pinned(pins: &'a [Pin]) -> Self {
         Self {
             mode: Mode::Pinned(pins),
+            sha1: sha1_for(pins),
         }
     }
 
@@ -111,6 +128,7 @@ impl<'a> Trust<'a> {
                 pins: &[],
                 ca: &CA_VALIDATION,
             },
+            sha1: None,
         }
     }
 
@@ -122,6 +140,7 @@ impl<'a> Trust<'a> {
                 Mode::Authorities { anchors, ca, .. } => Mode::Authorities { anchors, pins, ca },
                 Mode::Pinned(_) | Mode::InsecureAcceptAnyCertificate => Mode::Pinned(pins),
             },
+            sha1: sha1_for(pins),
         }
     }
 
@@ -136,6 +155,8 @@ impl<'a> Trust<'a> {
     pub const fn insecure_accept_any_certificate() -> Self {
         Self {
             mode: Mode::InsecureAcceptAnyCertificate,
+            // Shows every fingerprint the server presents.
+            sha1: Some(presented::sha1_digest),
         }
     }
 
@@ -181,7 +202,7 @@ impl<'a> Trust<'a> {
         self.check()?;
         let leaf_der = *chain.first().ok_or(Error::MissingCertificate)?;
         let leaf = CertificateFields::parse(leaf_der).map_err(|_| Error::MalformedCertificate)?;
-        let presented = PresentedCertificate::new(leaf_der, leaf.public_key.encoded);
+        let presented = PresentedCertificate::new(leaf_der, leaf.public_key.encoded, self.sha1);
         let pins_match = |pins: &[Pin]| pins.iter().any(|pin| pin.matches(&presented));
 
         match self.mode {
@@ -240,6 +261,42 @@ mod tests {
     /// GlobalSign Root CA (R1) and Root CA - R6, from Debian's ca-certificates.
     const R1: &[u8] = include_bytes!("../../tests/data/globalsign-root-r1.der");
     const R6: &[u8] = include_bytes!("../../tests/data/globalsign-root-r6.der");
+
+    /// SHA-1 is computed (and linked) only when a SHA-1 pin needs it; the
+    /// error then shows it, and otherwise leaves it out.
+    #[test]
+    fn sha1_is_computed_only_for_sha1_pins() {
+        use crate::Fingerprint;
+        let other_sha256 = Pin::Certificate(Fingerprint::Sha256([0; 32]));
+        let other_sha1 = Pin::Certificate(Fingerprint::Sha1([0; 20]));
+        let mismatch = |trust: Trust<'_>| match trust.verify_server_certificate(&[R1], "x", None) {
+            Err(Error::PinMismatch { presented }) => presented,
+            other => panic!("expected a pin mismatch, got {other:?}"),
+        };
+        let sha256_only = mismatch(Trust::pinned(&[other_sha256]));
+        assert_eq!(sha256_only.sha1(), None);
+        assert!(!std::format!("{sha256_only}").contains("SHA-1"));
+        assert_eq!(sha256_only.sha256(), Fingerprint::sha256_of(R1));
+
+        let with_sha1 = mismatch(Trust::pinned(&[other_sha256, other_sha1]));
+        assert_eq!(with_sha1.sha1(), Some(Fingerprint::sha1_of(R1)));
+        assert!(std::format!("{with_sha1}").starts_with("certificate SHA-1 "));
+
+        let (anchors, pins) = ([R1], [other_sha1]);
+        let ca_with_sha1_pin = Trust::certificate_authorities(&anchors).with_pins(&pins);
+        assert!(ca_with_sha1_pin.sha1.is_some());
+        assert!(Trust::certificate_authorities(&anchors).sha1.is_none());
+        assert!(Trust::insecure_accept_any_certificate().sha1.is_some());
+
+        // A matching SHA-1 pin passes the pin check (R1 is RSA: without the
+        // `rsa` feature the key is then refused, which is not a mismatch).
+        let good = [Pin::Certificate(Fingerprint::sha1_of(R1))];
+        let result = Trust::pinned(&good).verify_server_certificate(&[R1], "x", None);
+        assert!(
+            !matches!(result, Err(Error::PinMismatch { .. })),
+            "{result:?}"
+        );
+    }
 
     #[test]
     fn real_roots_are_valid_trust_anchors() {

@@ -58,7 +58,7 @@ impl Pin {
     pub fn matches(&self, presented: &PresentedCertificate) -> bool {
         match self {
             Self::Certificate(f) => match f.algorithm() {
-                HashAlgorithm::Sha1 => *f == presented.sha1(),
+                HashAlgorithm::Sha1 => presented.sha1() == Some(*f),
                 HashAlgorithm::Sha256 => *f == presented.sha256(),
             },
             Self::PublicKey(hash) => *hash == presented.spki_sha256(),
