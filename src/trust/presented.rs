@@ -33,10 +33,7 @@ impl PresentedCertificate {
     /// too, with `sha1`).
     pub(crate) fn new(certificate_der: &[u8], spki_der: &[u8], sha1: Option<Sha1Fn>) -> Self {
         Self {
-            sha1: match sha1 {
-                Some(digest) => Some(digest(certificate_der)),
-                None => None,
-            },
+            sha1: sha1.map(|digest| digest(certificate_der)),
             sha256: sha2::Sha256::digest(certificate_der).into(),
             spki_sha256: sha2::Sha256::digest(spki_der).into(),
         }
