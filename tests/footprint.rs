@@ -565,11 +565,13 @@ async fn queued_messages_share_records() {
 }
 
 /// Goal (issue 6, item 5): when the application publishes faster than the
-/// link carries, queued messages leave together, several per TLS record.
-/// The link here is a pipe that holds 512 bytes: the client's writes wait
-/// while the server has not read.
+/// link carries, messages leave together, several per TLS record. The link
+/// here is a pipe that holds 512 bytes: the client's writes wait while the
+/// server has not read. `start_publish` is the call for that: it queues,
+/// and the queue leaves when the record is full or at the next wait
+/// (`publish` instead promises the message is sent when it returns, so it
+/// flushes: one record each, see `a_publish_costs_its_mqtt_bytes_plus_one_record`).
 #[tokio::test]
-#[ignore = "goal not met: `publish` flushes each message in its own record even while the link is busy (client.rs `publish` calls `flush_pending`)"]
 async fn messages_published_faster_than_the_link_share_records() {
     const MESSAGES: usize = 100;
     let pki = TestPki::new(KeyKind::P256);
@@ -577,8 +579,8 @@ async fn messages_published_faster_than_the_link_share_records() {
     let mark = server.wire.borrow().mark();
     for _ in 0..MESSAGES {
         within(
-            "publish",
-            client.publish(TOPIC, &PAYLOAD, QoS::AtMostOnce, false),
+            "start_publish",
+            client.start_publish(TOPIC, &PAYLOAD, QoS::AtMostOnce, false),
         )
         .await
         .expect("QoS 0");
