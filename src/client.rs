@@ -1353,17 +1353,24 @@ where
     {
         options.check()?;
         let (state, deadline) = session.split();
-        let stream = crate::tls::connect_with_timer(
-            socket,
-            deadline,
-            timer.clone(),
-            buffers.tls_read,
-            buffers.tls_write,
-            rng,
-            tls_options,
-        )
-        .await?;
-        Self::connect_with_state(stream, timer, state, buffers.rx, buffers.tx, options).await
+        // Each step polled in a frame of its own: inlined into one, their
+        // temporaries would all be on the stack at once (crate::stack).
+        let stream = {
+            let tls = core::pin::pin!(crate::tls::connect_with_timer(
+                socket,
+                deadline,
+                timer.clone(),
+                buffers.tls_read,
+                buffers.tls_write,
+                rng,
+                tls_options,
+            ));
+            crate::stack::separate(tls).await?
+        };
+        let mqtt = core::pin::pin!(Self::connect_with_state(
+            stream, timer, state, buffers.rx, buffers.tx, options,
+        ));
+        crate::stack::separate(mqtt).await
     }
 }
 

@@ -88,6 +88,7 @@ pub mod flespi;
 pub mod mqtt;
 pub mod reconnect;
 pub mod session;
+mod stack;
 pub mod time;
 pub mod tls;
 pub mod transport;

@@ -386,15 +386,17 @@ where
         TrustVerifier::new(options.trust, options.server_name, options.now_unix_secs)
             .with_observer(observer);
     let mut connection = TlsConnection::new(socket, read_buffer, write_buffer);
-    let opened = connection
-        .open(TlsContext::new(
+    // The handshake in a frame of its own (crate::stack).
+    let opened = {
+        let handshake = core::pin::pin!(connection.open(TlsContext::new(
             &config,
             Provider {
                 rng,
                 verifier: &mut verifier,
             },
-        ))
-        .await;
+        )));
+        crate::stack::separate(handshake).await
+    };
     if let Err(e) = opened {
         // A failed check explains more than the TlsError embedded-tls got.
         return Err(verifier.failure().cloned().unwrap_or_else(|| match e {
