@@ -20,6 +20,8 @@
 #        PERF_SIZE_TARGETS     targets to build (default: both)
 #        PERF_SIZE_VARIANTS    variants to build (default: all)
 #        PERF_SIZE_ENFORCE=1   exit non-zero when a goal is missed
+#        PERF_SIZE_FEATURES    extra harness features for every variant
+#                              (e.g. sha2-compact)
 #        DEB_BIN               Debian's cargo/rustc (default /usr/bin)
 # 1 KB = 1000 bytes here, as in the issue. Flash = .text + .rodata + .data.
 set -euo pipefail
@@ -79,7 +81,7 @@ for target in "${TARGETS[@]}"; do
     for variant in "${VARIANTS[@]}"; do
         start=$SECONDS
         args=(build --release -Zbuild-std=core,alloc --target "$target"
-              --features "$variant" --target-dir "$TARGET_DIR")
+              --features "$variant${PERF_SIZE_FEATURES:+,$PERF_SIZE_FEATURES}" --target-dir "$TARGET_DIR")
         if "$DEB_BIN/cargo" "${args[@]}" >"$TARGET_DIR/elf/$target/$variant.log" 2>&1; then
             cp "$TARGET_DIR/$target/release/mqtts-size" "$(elf_path "$target" "$variant")"
             echo "perf-size: built $(label "$variant") for $target ($((SECONDS - start)) s)"
