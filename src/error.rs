@@ -228,7 +228,10 @@ pub enum TlsFailure {
     Unsupported,
     /// The connection is not open (it failed or was closed before).
     NotOpen,
-    /// A local fault in the TLS engine (e.g. the write buffer is too small for a handshake message).
+    /// A local fault in the TLS engine (e.g. the write buffer is too small
+    /// for a handshake message), or a fatal alert from the server after the
+    /// handshake: embedded-tls 0.19 reports both this way and drops the
+    /// alert's description.
     Internal,
     /// mqtts refused the server and aborted the handshake; see the alert sent.
     Aborted(Alert),
@@ -557,9 +560,10 @@ impl fmt::Display for TlsFailure {
             }
             Self::Unsupported => f.write_str("the server used a TLS feature that is not supported"),
             Self::NotOpen => f.write_str("the connection is not open"),
-            Self::Internal => {
-                f.write_str("internal TLS error (are the record buffers large enough?)")
-            }
+            Self::Internal => f.write_str(
+                "internal TLS error, or a fatal alert from the server after the handshake \
+                     (are the record buffers large enough?)",
+            ),
             Self::Aborted(alert) => write!(f, "handshake aborted with alert {alert}"),
             Self::Timeout => f.write_str("the server did not complete the handshake in time"),
         }
