@@ -76,6 +76,7 @@ impl<'s, const N: usize> Session<'s, N> {
             state: SessionState {
                 outbox,
                 outbox_used: 0,
+                outbox_end: 0,
                 in_flight: Vec::new(),
                 received_qos2: Vec::new(),
                 last_id: 0,
@@ -110,7 +111,13 @@ impl<'s, const N: usize> Session<'s, N> {
 /// The mutable part of a [`Session`].
 pub(crate) struct SessionState<'s, const N: usize> {
     outbox: &'s mut [u8],
+    /// Bytes of the messages in flight.
     outbox_used: usize,
+    /// Where the next message goes: the end of the last one stored. Freed
+    /// bytes before it are reclaimed lazily, by [`SessionState::compact`]
+    /// when a message does not fit after it, so that an acknowledgement
+    /// costs no copying (acks come oldest first: the gap is at the front).
+    outbox_end: usize,
     in_flight: Vec<InFlight, N>,
     received_qos2: Vec<PacketId, N>,
     last_id: u16,
@@ -133,6 +140,7 @@ impl<const N: usize> SessionState<'_, N> {
 
     pub fn clear(&mut self) {
         self.outbox_used = 0;
+        self.outbox_end = 0;
         self.in_flight.clear();
         self.received_qos2.clear();
     }
@@ -178,7 +186,10 @@ impl<const N: usize> SessionState<'_, N> {
         encode: impl FnOnce(&mut [u8]) -> Result<usize, Error>,
     ) -> Result<&[u8], Error> {
         self.check_room(len)?;
-        let offset = self.outbox_used;
+        if self.outbox_end + len > self.outbox.len() {
+            self.compact();
+        }
+        let offset = self.outbox_end;
         let space = self
             .outbox
             .get_mut(offset..offset + len)
@@ -201,6 +212,7 @@ impl<const N: usize> SessionState<'_, N> {
             })
             .map_err(|_| Error::InFlightFull { max: N })?;
         self.outbox_used += written;
+        self.outbox_end = offset + written;
         Ok(self
             .outbox
             .get(offset..offset + written)
@@ -236,24 +248,49 @@ impl<const N: usize> SessionState<'_, N> {
             .position(|m| m.id == id && m.state == state)
     }
 
-    /// Removes a message and its stored bytes, compacting the outbox.
+    /// Removes a message and its stored bytes.
     fn remove(&mut self, index: usize) {
         let removed = self.in_flight.remove(index);
         self.free_bytes(removed.offset, removed.len);
     }
 
+    /// Frees a message's bytes (its `InFlight` entry is gone or has
+    /// `len == 0` already): nothing moves; the end only comes back when the
+    /// freed bytes were the last ones.
     fn free_bytes(&mut self, offset: usize, len: usize) {
         if len == 0 {
             return;
         }
-        let end = offset + len;
-        self.outbox.copy_within(end..self.outbox_used, offset);
         self.outbox_used -= len;
-        for m in self.in_flight.iter_mut() {
-            if m.offset >= end {
-                m.offset -= len;
-            }
+        if offset + len == self.outbox_end {
+            self.outbox_end = self.stored_end();
         }
+    }
+
+    /// The end of the last stored bytes still in flight.
+    fn stored_end(&self) -> usize {
+        self.in_flight
+            .iter()
+            .filter(|m| m.len > 0)
+            .map(|m| m.offset + m.len)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Moves the stored messages to the front of the outbox, in order,
+    /// closing the gaps acknowledgements left. Offsets grow in `in_flight`
+    /// order (messages are appended, and this keeps the order), so each
+    /// copy goes backwards or nowhere.
+    fn compact(&mut self) {
+        let mut to = 0;
+        for m in self.in_flight.iter_mut().filter(|m| m.len > 0) {
+            if m.offset != to {
+                self.outbox.copy_within(m.offset..m.offset + m.len, to);
+                m.offset = to;
+            }
+            to += m.len;
+        }
+        self.outbox_end = to;
     }
 
     /// PUBACK: a QoS 1 message is complete. `false` if the identifier was
@@ -373,6 +410,73 @@ mod tests {
         // Wrap around to 65,535 again: still in flight, so skipped.
         s.last_id = 65_534;
         assert_eq!(s.next_id(|_| false), Some(id(2)));
+    }
+
+    /// Acknowledgements in any order, messages of every size, the outbox
+    /// nearly full: every stored message keeps its exact bytes through the
+    /// lazy compaction, and `outbox_used` counts exactly the live bytes.
+    #[test]
+    fn stored_bytes_survive_acks_in_any_order_and_compaction() {
+        let mut outbox = [0u8; 300];
+        let mut session: Session<'_, 8> = Session::new(&mut outbox);
+        let (s, _) = session.split();
+        let mut model: std::vec::Vec<(PacketId, QoS, std::vec::Vec<u8>)> = std::vec::Vec::new();
+        let mut seed: u32 = 12_345;
+        let mut next = move |bound: u32| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 8) % bound
+        };
+        let mut compactions_possible = 0;
+        for step in 0..5_000u32 {
+            if next(2) == 0 {
+                let qos = if next(2) == 0 {
+                    QoS::AtLeastOnce
+                } else {
+                    QoS::ExactlyOnce
+                };
+                let payload: std::vec::Vec<u8> = (0..next(90))
+                    .map(|i| (step as u8).wrapping_add(i as u8))
+                    .collect();
+                let len = encode::publish_len("t", &payload, qos);
+                if s.check_room(len).is_ok() {
+                    if s.outbox_end + len > s.outbox.len() {
+                        compactions_possible += 1;
+                    }
+                    let pid = s.next_id(|_| false).unwrap();
+                    s.store(pid, qos, len, |out| {
+                        encode::publish("t", &payload, qos, Some(pid), false, false, out)
+                            .map_err(Error::from)
+                    })
+                    .unwrap();
+                    model.push((pid, qos, payload));
+                }
+            } else if !model.is_empty() {
+                let (pid, qos, _) = model.remove(next(model.len() as u32) as usize);
+                match qos {
+                    QoS::AtLeastOnce => assert!(s.on_puback(pid)),
+                    _ => {
+                        s.on_pubrec(pid);
+                        assert!(s.on_pubcomp(pid));
+                    }
+                }
+            }
+            let mut expected_used = 0;
+            for (m, (pid, qos, payload)) in s.in_flight.iter().zip(&model) {
+                assert_eq!(m.id, *pid);
+                let mut want = [0u8; 128];
+                let n = encode::publish("t", payload, *qos, Some(*pid), false, false, &mut want)
+                    .unwrap();
+                assert_eq!(s.stored(m.offset, m.len), &want[..n], "step {step}");
+                expected_used += n;
+            }
+            assert_eq!(s.in_flight.len(), model.len());
+            assert_eq!(s.outbox_used, expected_used, "step {step}");
+            assert!(s.outbox_end <= s.outbox.len());
+        }
+        assert!(
+            compactions_possible > 50,
+            "{compactions_possible} compactions"
+        );
     }
 
     #[test]
