@@ -51,6 +51,14 @@ pub(crate) enum Resend {
 ///
 /// `N` is the most QoS 1/2 messages in flight each way; the outbox holds
 /// their encoded PUBLISH packets (size it for `N` of your messages).
+/// Acknowledgements free bytes without moving the others; the outbox is
+/// compacted when a new message does not fit after the last one, so some
+/// slack beyond `N` messages (say twice that) makes compaction rare when
+/// many messages are pipelined.
+///
+/// Against mosquitto, which keeps more QoS 2 messages in flight to a
+/// subscriber than its `max_inflight_messages` says after a session resumes
+/// (docs/RELIABILITY.md, finding 5), leave a wide margin.
 ///
 /// MQTT 3.1.1 cannot tell the broker how many unreleased QoS 2 messages a
 /// client can track: if you subscribe at QoS 2, make `N` at least the
