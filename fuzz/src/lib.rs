@@ -1,0 +1,8 @@
+//! The checks behind the cargo-fuzz targets in `fuzz_targets/`, kept in a
+//! library so the seed generator (`examples/seeds.rs`) builds the same
+//! inputs the targets read. Only mqtts's public API is used.
+
+pub mod fingerprints;
+pub mod frames;
+pub mod session;
+pub mod trust;
