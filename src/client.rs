@@ -401,9 +401,6 @@ pub struct Client<'b, 's, T, TM, const N: usize> {
     /// A message handed to the application by the last `poll`: its frame is
     /// removed and its acknowledgement sent at the next call.
     delivered: Option<(FrameAt, Option<[u8; 4]>)>,
-    /// Completions of other messages seen while waiting for one: at most
-    /// `N` (a message is either in flight or here, see `start_publish`).
-    completed: Deque<PacketId, N>,
     too_large: Deque<TooLarge, TOO_LARGE_QUEUE>,
     requests: Vec<Request, 4>,
     limits: BrokerLimits,
@@ -505,7 +502,6 @@ where
             last_received: now,
             ping_sent: None,
             delivered: None,
-            completed: Deque::new(),
             too_large: Deque::new(),
             requests: Vec::new(),
             limits: options.limits,
@@ -696,7 +692,7 @@ where
         }
         // A completion not yet reported by `poll` still takes a place, so
         // that the completions queue can never overflow.
-        if self.session.in_flight() + self.completed.len() >= N {
+        if self.session.in_flight() + self.session.completed() >= N {
             return Err(Error::InFlightFull { max: N });
         }
         self.session.check_room(len)?;
@@ -775,7 +771,7 @@ where
     pub async fn poll(&mut self) -> Result<Event<'_>, Error> {
         self.usable()?;
         self.finish_delivery().await?;
-        if let Some(id) = self.completed.pop_front() {
+        if let Some(id) = self.session.take_completed() {
             return Ok(Event::Published(id));
         }
         if let Some(skipped) = self.too_large.pop_front() {
@@ -1011,7 +1007,7 @@ where
                         (Some(Done::Completion(id)), _) => {
                             // Someone else's: `poll` reports it. There is
                             // room: `start_publish` counts these as in flight.
-                            let _ = self.completed.push_back(id);
+                            self.session.push_completed(id);
                         }
                         _ => {}
                     }

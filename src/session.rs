@@ -14,7 +14,7 @@
 use crate::error::Error;
 use crate::mqtt::{PacketId, QoS};
 use crate::tls::ReadDeadline;
-use heapless::Vec;
+use heapless::{Deque, Vec};
 
 /// State of one outgoing QoS 1 or 2 message (§4.3.2, §4.3.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +85,7 @@ impl<'s, const N: usize> Session<'s, N> {
                 outbox,
                 outbox_used: 0,
                 outbox_end: 0,
+                completed: Deque::new(),
                 in_flight: Vec::new(),
                 received_qos2: Vec::new(),
                 last_id: 0,
@@ -104,9 +105,11 @@ impl<'s, const N: usize> Session<'s, N> {
         self.state.outbox_used
     }
 
-    /// Forgets every message in flight and all QoS 2 receive state.
+    /// Forgets every message in flight, completions not yet reported and
+    /// all QoS 2 receive state.
     pub fn clear(&mut self) {
         self.state.clear();
+        self.state.completed.clear();
         self.state.subscribed = false;
     }
 
@@ -129,6 +132,12 @@ pub(crate) struct SessionState<'s, const N: usize> {
     in_flight: Vec<InFlight, N>,
     received_qos2: Vec<PacketId, N>,
     last_id: u16,
+    /// Completions of messages (PUBACK, PUBCOMP) seen while the client
+    /// waited for another one, not yet reported by `poll`: kept here, not in
+    /// the client, so that a connection lost before `poll` reports them
+    /// does not lose the report. At most `N`: a message is either in flight
+    /// or here (see `Client::start_publish`).
+    completed: Deque<PacketId, N>,
     /// The broker acknowledged `ConnectOptions::subscriptions` (SUBACK) in
     /// the session it keeps now. Until then every connect subscribes, even
     /// when the broker reports a session: it may have created that session
@@ -153,13 +162,17 @@ impl<const N: usize> SessionState<'_, N> {
         self.received_qos2.clear();
     }
 
-    /// A packet identifier not in flight and not rejected by `busy`
-    /// (identifiers of SUBSCRIBE/UNSUBSCRIBE awaiting their acknowledgement).
+    /// A packet identifier not in flight, not waiting to be reported as
+    /// completed, and not rejected by `busy` (identifiers of
+    /// SUBSCRIBE/UNSUBSCRIBE awaiting their acknowledgement).
     pub(crate) fn next_id(&mut self, busy: impl Fn(PacketId) -> bool) -> Option<PacketId> {
         let mut candidate = PacketId::new(self.last_id).map_or(PacketId::new(1)?, PacketId::next);
         // At most N + a few identifiers are taken: this ends quickly.
         for _ in 0..=u16::MAX {
-            if !busy(candidate) && !self.in_flight.iter().any(|m| m.id == candidate) {
+            if !busy(candidate)
+                && !self.in_flight.iter().any(|m| m.id == candidate)
+                && !self.completed.iter().any(|id| *id == candidate)
+            {
                 self.last_id = candidate.get();
                 return Some(candidate);
             }
@@ -362,6 +375,22 @@ impl<const N: usize> SessionState<'_, N> {
     pub(crate) fn forget_incoming(&mut self) {
         self.received_qos2.clear();
         self.subscribed = false;
+    }
+
+    /// Completions waiting for `poll` to report them.
+    pub(crate) fn completed(&self) -> usize {
+        self.completed.len()
+    }
+
+    /// A completion for `poll` to report later.
+    pub(crate) fn push_completed(&mut self, id: PacketId) {
+        // Cannot be full: see the field.
+        let _ = self.completed.push_back(id);
+    }
+
+    /// The oldest completion not yet reported.
+    pub(crate) fn take_completed(&mut self) -> Option<PacketId> {
+        self.completed.pop_front()
     }
 
     /// Whether the subscriptions were acknowledged in the broker's session.

@@ -3060,3 +3060,54 @@ async fn queued_packets_leave_together_at_the_next_wait_or_flush() {
         "a poll cancelled while it waits is harmless"
     );
 }
+
+/// A completion seen while `publish` waited for another message, then the
+/// connection lost before `poll` reported it: the report is kept in the
+/// session and given by the next connection's `poll` (found by fuzzing).
+#[tokio::test]
+async fn a_completion_not_yet_reported_survives_the_connection() {
+    let mut outbox = [0u8; 256];
+    let mut session: Session<'_, 4> = Session::new(&mut outbox);
+    let (mut rx, mut tx) = ([0u8; 256], [0u8; 256]);
+    let options = ConnectOptions::new("c").with_persistent_session();
+
+    let (socket, mut broker) = mock_pair();
+    broker.send(&connack(false, 0)).await;
+    let (mut client, _) = connect(socket, &mut session, &mut rx, &mut tx, &options)
+        .await
+        .expect("connect");
+    broker.expect_connect().await;
+    let first = client_start(&mut client, "t", b"1", QoS::AtLeastOnce)
+        .await
+        .expect("queued")
+        .expect("an id");
+    let (result, ()) = tokio::join!(
+        client_publish(&mut client, "t", b"2", QoS::AtLeastOnce, false),
+        async {
+            broker.expect_publish().await;
+            broker.expect_publish().await;
+            broker.send(&puback(first)).await;
+            drop(broker); // PUBACK for the second never comes
+        }
+    );
+    assert_eq!(result, Err(Error::ConnectionClosed));
+    drop(client);
+    assert_eq!(
+        session.in_flight(),
+        1,
+        "the second message is still in flight"
+    );
+
+    let (socket, mut broker) = mock_pair();
+    broker.send(&connack(true, 0)).await;
+    let (mut client, connected) = connect(socket, &mut session, &mut rx, &mut tx, &options)
+        .await
+        .expect("reconnect");
+    assert_eq!(connected.resent, 1);
+    broker.expect_connect().await;
+    assert_eq!(
+        within("poll", client.poll()).await.map(owned),
+        Ok(Ev::Published(first)),
+        "the first message's completion is reported after all"
+    );
+}
