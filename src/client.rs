@@ -250,8 +250,11 @@ pub struct Connected {
     /// session (use [`ConnectOptions::with_persistent_session`] to keep them).
     pub discarded: usize,
     /// What the broker granted for [`ConnectOptions::subscriptions`], if
-    /// they were sent: whenever the broker has no session, and on every
-    /// connect until one SUBACK granted them in the session it keeps.
+    /// they were sent (whenever the broker has no session, and on every
+    /// connect until one SUBACK granted them in the session it keeps) and
+    /// their SUBACK came before messages filled `rx`; in that last case
+    /// `None`, and [`Client::poll`] reports the SUBACK as
+    /// [`Event::Subscribed`] after the messages.
     pub granted: Option<Granted>,
 }
 
@@ -403,6 +406,9 @@ pub struct Client<'b, 's, T, TM, const N: usize> {
     delivered: Option<(FrameAt, Option<[u8; 4]>)>,
     too_large: Deque<TooLarge, TOO_LARGE_QUEUE>,
     requests: Vec<Request, 4>,
+    /// The SUBSCRIBE of `ConnectOptions::subscriptions`, if its SUBACK had
+    /// not come when `connect` returned.
+    connect_subscription: Option<PacketId>,
     limits: BrokerLimits,
     broken: bool,
     /// A write started and has not finished: if found set when a method
@@ -504,6 +510,7 @@ where
             delivered: None,
             too_large: Deque::new(),
             requests: Vec::new(),
+            connect_subscription: None,
             limits: options.limits,
             broken: false,
             writing: false,
@@ -573,9 +580,20 @@ where
         let granted = if client.session.is_subscribed() || options.subscriptions.is_empty() {
             None
         } else {
-            let granted = client.subscribe(options.subscriptions).await?;
-            client.session.set_subscribed();
-            Some(granted)
+            match client.subscribe(options.subscriptions).await {
+                Ok(granted) => {
+                    client.session.set_subscribed();
+                    Some(granted)
+                }
+                // Messages filled `rx` before SUBACK came: the connection
+                // is fine. `poll` delivers them, then reports the SUBACK as
+                // `Event::Subscribed` (and marks the subscriptions made).
+                Err(Error::AckPending(id)) => {
+                    client.connect_subscription = Some(id);
+                    None
+                }
+                Err(e) => return Err(e),
+            }
         };
         let discarded = if options.clean_session {
             let count = client.session.in_flight();
@@ -818,9 +836,16 @@ where
                     // Reported if a `subscribe()` gave up waiting for it
                     // (AckPending); a cancelled one's is ignored.
                     if self.take_request(Request::Subscribe(id)) {
+                        let refused = codes.iter().position(Option::is_none);
+                        if self.connect_subscription == Some(id) {
+                            self.connect_subscription = None;
+                            if refused.is_none() {
+                                self.session.set_subscribed();
+                            }
+                        }
                         return Ok(Event::Subscribed {
                             packet_id: id,
-                            refused: codes.iter().position(Option::is_none),
+                            refused,
                         });
                     }
                 }
@@ -990,10 +1015,24 @@ where
                     self.rx.queued = frame.start + frame.len;
                 }
                 Classified::Suback { id, codes, count } => {
-                    self.rx.remove(frame.start, frame.len);
                     if waiting == WaitFor::Suback(id) {
+                        self.rx.remove(frame.start, frame.len);
                         return Ok((codes, count));
                     }
+                    if self.requests.contains(&Request::Subscribe(id)) {
+                        // A SUBSCRIBE whose call gave up (AckPending): kept,
+                        // in order, for `poll` to report.
+                        self.rx.queued = frame.start + frame.len;
+                    } else {
+                        self.rx.remove(frame.start, frame.len);
+                    }
+                }
+                Classified::Control(Control::Unsuback(id))
+                    if waiting != WaitFor::Unsuback(id)
+                        && self.requests.contains(&Request::Unsubscribe(id)) =>
+                {
+                    // Likewise for an UNSUBSCRIBE that gave up.
+                    self.rx.queued = frame.start + frame.len;
                 }
                 Classified::Control(control) => {
                     self.rx.remove(frame.start, frame.len);

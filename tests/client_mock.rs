@@ -3111,3 +3111,101 @@ async fn a_completion_not_yet_reported_survives_the_connection() {
         "the first message's completion is reported after all"
     );
 }
+
+/// A SUBACK for a SUBSCRIBE that gave up (AckPending) that arrives while
+/// `publish` waits for its PUBACK is kept and reported by `poll`, not
+/// dropped.
+#[tokio::test]
+async fn a_late_suback_seen_while_publishing_is_reported_by_poll() {
+    connected!(client, broker, n = 4, rx = 26, tx = 128, outbox = 256);
+    let message = publish0("a", b"12345678");
+    assert_eq!(message.len(), 13);
+    let (result, ()) = tokio::join!(
+        within("subscribe", client.subscribe(&[("s", QoS::AtMostOnce)])),
+        async {
+            broker.expect_subscribe().await;
+            broker
+                .send(&[message.clone(), message.clone()].concat())
+                .await;
+        }
+    );
+    let Err(Error::AckPending(sub_id)) = result else {
+        panic!("expected AckPending, got {result:?}");
+    };
+    for _ in 0..2 {
+        assert!(matches!(
+            within("poll", client.poll()).await.map(owned),
+            Ok(Ev::Message { .. })
+        ));
+    }
+    let (result, ()) = tokio::join!(
+        client_publish(&mut client, "p", b"x", QoS::AtLeastOnce, false),
+        async {
+            let p = broker.expect_publish().await;
+            broker
+                .send(&[suback(sub_id.get(), &[0]), puback(p.id.expect("QoS 1"))].concat())
+                .await;
+        }
+    );
+    assert_eq!(result, Ok(()));
+    assert_eq!(
+        within("poll", client.poll()).await.map(owned),
+        Ok(Ev::Subscribed {
+            id: sub_id.get(),
+            refused: None
+        })
+    );
+}
+
+/// Retained messages that fill `rx` before the SUBACK of the connect's
+/// subscriptions: `connect` succeeds, `poll` delivers them and then reports
+/// the SUBACK, and the subscriptions count as made (found by fuzzing: this
+/// used to fail the connect with an AckPending nobody could act on).
+#[tokio::test]
+async fn messages_before_the_connect_suback_do_not_fail_the_connect() {
+    let filters = [("r/#", QoS::AtMostOnce)];
+    let options = ConnectOptions::new("r")
+        .with_persistent_session()
+        .with_subscriptions(&filters);
+    let mut outbox = [0u8; 64];
+    let mut session: Session<'_, 4> = Session::new(&mut outbox);
+    let (mut rx, mut tx) = ([0u8; 16], [0u8; 64]);
+    let message = publish0("a", b"12345");
+    assert_eq!(message.len(), 10);
+
+    let (socket, mut broker) = mock_pair();
+    let (result, ()) = tokio::join!(
+        connect(socket, &mut session, &mut rx, &mut tx, &options),
+        async {
+            broker.accept(false).await;
+            let (id, _) = broker.expect_subscribe().await;
+            broker
+                .send(&[message.clone(), message.clone(), suback(id, &[0])].concat())
+                .await;
+        }
+    );
+    let (mut client, connected) = result.expect("connects");
+    assert_eq!(connected.granted, None);
+    for _ in 0..2 {
+        assert!(matches!(
+            within("poll", client.poll()).await.map(owned),
+            Ok(Ev::Message { .. })
+        ));
+    }
+    assert!(matches!(
+        within("poll", client.poll()).await.map(owned),
+        Ok(Ev::Subscribed { refused: None, .. })
+    ));
+    drop(client);
+
+    // Made: the next connect with a session does not subscribe again.
+    let (socket, mut broker) = mock_pair();
+    let (result, ()) = tokio::join!(
+        connect(socket, &mut session, &mut rx, &mut tx, &options),
+        async {
+            broker.accept(true).await;
+            broker.expect_silence().await;
+        }
+    );
+    assert_eq!(result.expect("reconnects").1.granted, None);
+}
