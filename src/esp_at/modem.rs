@@ -491,10 +491,14 @@ impl<U: Read + Write, T: Timer, const N: usize> AtModem<U, T, N> {
     /// A write stopped after the prompt: pads its payload and gives the
     /// stream up.
     async fn abandon(&mut self) -> Result<(), ModemError> {
+        // Recorded before the first await: if padding is itself cancelled,
+        // the next operation finishes it and still reports the abandoned
+        // write (the TCP stream holds zeros now).
+        let abandoned = self.failed(ModemError::WriteAbandoned);
         if let Err(e) = self.pad().await {
             return Err(self.failed(e));
         }
-        Err(self.failed(ModemError::WriteAbandoned))
+        Err(abandoned)
     }
 
     /// Records a fatal error (the first one stays).
@@ -578,8 +582,22 @@ impl<U: Read + Write, T: Timer, const N: usize> AtModem<U, T, N> {
             }
             (Command::Close, Err(ModemError::Rejected(_))) => Ok(()),
             (Command::Send, Err(e)) => {
-                // No prompt: the modem does not wait for the payload.
-                self.send_left = 0;
+                // The modem waits for no payload only if it answered without
+                // a prompt, or never got the whole command line. After a
+                // timeout or garbage it may be waiting (ESP-AT waits without
+                // a time limit): `send_left` stays, and the next `init`
+                // pads it before probing with `AT`.
+                let answered = matches!(
+                    e,
+                    ModemError::Rejected(_)
+                        | ModemError::Busy(_)
+                        | ModemError::Closed
+                        | ModemError::Restarted
+                        | ModemError::SendFailed
+                );
+                if answered || self.out_sent < self.out.len() {
+                    self.send_left = 0;
+                }
                 Err(e)
             }
             (_, result) => result,

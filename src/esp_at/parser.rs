@@ -206,10 +206,13 @@ fn number(digits: &[u8]) -> Option<usize> {
     if digits.is_empty() || digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
+    // Five digits fit in u32 whatever the width of usize.
     let value = digits
         .iter()
-        .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
-    (value <= MAX_DATA_LEN).then_some(value)
+        .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    usize::try_from(value)
+        .ok()
+        .filter(|value| *value <= MAX_DATA_LEN)
 }
 
 /// If `line` (without line ending) is a complete data header, the length
