@@ -909,6 +909,9 @@ mod tests {
         written: Vec<u8>,
         /// Payload bytes expected after a prompt.
         payload: usize,
+        /// With nothing to give, wait (as a quiet modem does) instead of
+        /// ending the stream.
+        stall_when_empty: bool,
     }
 
     impl Scripted {
@@ -918,6 +921,7 @@ mod tests {
                 pending: VecDeque::new(),
                 written: Vec::new(),
                 payload: 0,
+                stall_when_empty: false,
             }
         }
 
@@ -934,6 +938,9 @@ mod tests {
 
     impl Read for Scripted {
         async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+            if self.pending.is_empty() && self.stall_when_empty {
+                core::future::pending::<()>().await;
+            }
             // Three bytes at a time: replies arrive split.
             let n = buf.len().min(self.pending.len()).min(3);
             for slot in buf.iter_mut().take(n) {
@@ -1009,6 +1016,36 @@ mod tests {
         assert!(m.uart.written.ends_with(b"AT+CIPSEND=5\r\nhello"));
         // Not fatal: the modem is in sync, the next write is tried.
         assert_eq!(m.broken, None);
+    }
+
+    /// A write dropped mid-payload, then the read that pads it dropped
+    /// while it waits for SEND OK: the next operation finishes the send and
+    /// still reports the abandoned write (the stream holds zeros now).
+    #[test]
+    fn a_cancelled_pad_still_reports_the_abandoned_write() {
+        use core::task::{Context, Poll, Waker};
+        let mut m = modem(&[b"CONNECT\r\n\r\nOK\r\n"]);
+        block_on(m.connect("broker.test", 8883)).unwrap();
+        // What a write dropped after the prompt leaves: 5 bytes owed.
+        m.send_left = 5;
+        m.uart.payload = 5;
+        m.uart.stall_when_empty = true;
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut buf = [0u8; 8];
+        {
+            let mut read = core::pin::pin!(m.read(&mut buf));
+            assert!(
+                read.as_mut().poll(&mut cx).is_pending(),
+                "waits for SEND OK"
+            );
+        }
+        assert!(m.uart.written.ends_with(&[0; 5]), "the payload was padded");
+        m.uart.pending.extend(b"\r\nSEND OK\r\n");
+        let mut read = core::pin::pin!(m.read(&mut buf));
+        assert_eq!(
+            read.as_mut().poll(&mut cx),
+            Poll::Ready(Err(ModemError::WriteAbandoned))
+        );
     }
 
     #[test]
