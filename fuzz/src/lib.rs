@@ -4,5 +4,8 @@
 
 pub mod fingerprints;
 pub mod frames;
+// Shared with the property tests.
+#[path = "../../tests/support/mqttrs_oracle.rs"]
+pub mod mqttrs_oracle;
 pub mod session;
 pub mod trust;

@@ -15,8 +15,7 @@
 //!   calls (no endless stream of events from a finite input);
 //! - the futures never stay pending (the mock is always ready);
 //! - errors are the ones a broker or the caller can cause (never a TLS or
-//!   trust error, never `DecoderRejected`), a connection-ending error marks
-//!   the client broken and the next call is `Disconnected`;
+//!   trust error), a connection-ending error marks the client broken and the next call is `Disconnected`;
 //! - every write is one whole, well-formed MQTT 3.1.1 client packet;
 //! - the client never waits for the broker with packets queued and not
 //!   flushed, and `has_unsent` says whether some are;
@@ -479,9 +478,6 @@ fn block_on<F: Future>(future: F) -> F::Output {
 /// Errors a broker's bytes or the caller's arguments can cause here.
 fn check_error(error: &Error) {
     match error {
-        Error::Protocol(ProtocolError::DecoderRejected(packet)) => {
-            panic!("mqttrs refused a validated {packet:?} frame")
-        }
         Error::Io(_)
         | Error::ConnectionClosed
         | Error::Protocol(_)

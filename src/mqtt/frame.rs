@@ -290,7 +290,7 @@ pub fn decode(frame: &[u8]) -> Result<Incoming<'_>, ProtocolError> {
         }
     };
 
-    // Validate completely first; only then let mqttrs decode.
+    // The type, flags and fixed lengths first.
     match packet {
         PacketType::Connack => {
             expect_flags(0)?;
@@ -308,7 +308,8 @@ pub fn decode(frame: &[u8]) -> Result<Incoming<'_>, ProtocolError> {
                 }
             }
         }
-        PacketType::Publish => validate_publish(header.flags, body)?,
+        // Checked field by field while it is read, below.
+        PacketType::Publish => {}
         PacketType::Puback | PacketType::Pubrec | PacketType::Pubcomp | PacketType::Unsuback => {
             expect_flags(0)?;
             expect_len(2)?;
@@ -338,76 +339,39 @@ pub fn decode(frame: &[u8]) -> Result<Incoming<'_>, ProtocolError> {
         | PacketType::Disconnect => return Err(ProtocolError::UnexpectedPacket(packet)),
     }
 
-    if let [hi, lo, codes @ ..] = body
-        && packet == PacketType::Suback
-    {
-        // mqttrs holds at most 5 return codes without std: SUBACK is parsed
-        // here (it is as simple as it gets once validated).
-        for &code in codes {
-            suback_code(code)?;
-        }
-        return Ok(Incoming::Suback {
-            packet_id: packet_id(packet, *hi, *lo)?,
-            codes,
-        });
-    }
-    if let [hi, lo] = body
-        && packet != PacketType::Connack
-    {
-        // Zero is not a packet identifier (§2.3.1); mqttrs would say InvalidPid.
-        packet_id(packet, *hi, *lo)?;
-    }
-
-    let decoded = mqttrs::decode_slice(frame)
-        .map_err(|_| ProtocolError::DecoderRejected(packet))?
-        .ok_or(ProtocolError::DecoderRejected(packet))?;
-    let pid = |p: mqttrs::Pid| PacketId::new(p.get()).ok_or(ProtocolError::PacketIdZero(packet));
-    Ok(match decoded {
-        mqttrs::Packet::Connack(connack) => Incoming::Connack {
-            session_present: connack.session_present,
-            code: ConnackCode::from_u8(connack_code(connack.code))
-                .ok_or(ProtocolError::DecoderRejected(packet))?,
+    // Validated: every field below is in bounds and well formed, so the
+    // packet is read here directly. (mqttrs would parse it a second time
+    // and copy nothing we need; it stays the oracle of the property tests.)
+    let id = |hi: u8, lo: u8| packet_id(packet, hi, lo);
+    Ok(match (packet, body) {
+        (PacketType::Connack, &[flags, code]) => Incoming::Connack {
+            session_present: flags & 1 == 1,
+            code: ConnackCode::from_u8(code).ok_or(ProtocolError::InvalidConnackCode(code))?,
         },
-        mqttrs::Packet::Publish(publish) => {
-            let (qos, packet_id) = match publish.qospid {
-                mqttrs::QosPid::AtMostOnce => (QoS::AtMostOnce, None),
-                mqttrs::QosPid::AtLeastOnce(p) => (QoS::AtLeastOnce, Some(pid(p)?)),
-                mqttrs::QosPid::ExactlyOnce(p) => (QoS::ExactlyOnce, Some(pid(p)?)),
-            };
-            Incoming::Publish(Publish {
-                topic: publish.topic_name,
-                payload: publish.payload,
-                qos,
-                packet_id,
-                dup: publish.dup,
-                retain: publish.retain,
-            })
+        (PacketType::Publish, _) => Incoming::Publish(validate_publish(header.flags, body)?),
+        (PacketType::Puback, &[hi, lo]) => Incoming::Puback(id(hi, lo)?),
+        (PacketType::Pubrec, &[hi, lo]) => Incoming::Pubrec(id(hi, lo)?),
+        (PacketType::Pubrel, &[hi, lo]) => Incoming::Pubrel(id(hi, lo)?),
+        (PacketType::Pubcomp, &[hi, lo]) => Incoming::Pubcomp(id(hi, lo)?),
+        (PacketType::Unsuback, &[hi, lo]) => Incoming::Unsuback(id(hi, lo)?),
+        (PacketType::Suback, &[hi, lo, ref codes @ ..]) => {
+            for &code in codes {
+                suback_code(code)?;
+            }
+            Incoming::Suback {
+                packet_id: id(hi, lo)?,
+                codes,
+            }
         }
-        mqttrs::Packet::Puback(p) => Incoming::Puback(pid(p)?),
-        mqttrs::Packet::Pubrec(p) => Incoming::Pubrec(pid(p)?),
-        mqttrs::Packet::Pubrel(p) => Incoming::Pubrel(pid(p)?),
-        mqttrs::Packet::Pubcomp(p) => Incoming::Pubcomp(pid(p)?),
-        mqttrs::Packet::Unsuback(p) => Incoming::Unsuback(pid(p)?),
-        mqttrs::Packet::Pingresp => Incoming::Pingresp,
-        _ => return Err(ProtocolError::DecoderRejected(packet)),
+        (PacketType::Pingresp, []) => Incoming::Pingresp,
+        // Every other combination was refused above.
+        _ => return Err(ProtocolError::Truncated),
     })
-}
-
-fn connack_code(code: mqttrs::ConnectReturnCode) -> u8 {
-    use mqttrs::ConnectReturnCode as C;
-    match code {
-        C::Accepted => 0,
-        C::RefusedProtocolVersion => 1,
-        C::RefusedIdentifierRejected => 2,
-        C::ServerUnavailable => 3,
-        C::BadUsernamePassword => 4,
-        C::NotAuthorized => 5,
-    }
 }
 
 /// §3.3: flags carry DUP, QoS and RETAIN; the body is a topic name, a
 /// packet identifier for QoS 1 and 2, and the payload.
-fn validate_publish(flags: u8, body: &[u8]) -> Result<(), ProtocolError> {
+fn validate_publish(flags: u8, body: &[u8]) -> Result<Publish<'_>, ProtocolError> {
     let packet = PacketType::Publish;
     let qos = match (flags >> 1) & 0b11 {
         0 => QoS::AtMostOnce,
@@ -416,8 +380,9 @@ fn validate_publish(flags: u8, body: &[u8]) -> Result<(), ProtocolError> {
         // "MUST NOT have both QoS bits set to 1" [MQTT-3.3.1-4].
         _ => return Err(ProtocolError::InvalidFlags { packet, flags }),
     };
+    let dup = flags & 0b1000 != 0;
     // DUP must be 0 for QoS 0 [MQTT-3.3.1-2].
-    if qos == QoS::AtMostOnce && flags & 0b1000 != 0 {
+    if qos == QoS::AtMostOnce && dup {
         return Err(ProtocolError::InvalidFlags { packet, flags });
     }
     let [hi, lo, rest @ ..] = body else {
@@ -431,14 +396,20 @@ fn validate_publish(flags: u8, body: &[u8]) -> Result<(), ProtocolError> {
     let (topic, rest) = rest
         .split_at_checked(topic_len)
         .ok_or(ProtocolError::FieldOutOfBounds(packet))?;
-    super::topic::validate_name_bytes(topic).map_err(ProtocolError::InvalidTopic)?;
-    if qos != QoS::AtMostOnce {
-        let [hi, lo, ..] = rest else {
-            return Err(ProtocolError::FieldOutOfBounds(packet));
-        };
-        packet_id(packet, *hi, *lo)?;
-    }
-    Ok(())
+    let topic = super::topic::validate_name_bytes(topic).map_err(ProtocolError::InvalidTopic)?;
+    let (packet_id, payload) = match (qos, rest) {
+        (QoS::AtMostOnce, payload) => (None, payload),
+        (_, [hi, lo, payload @ ..]) => (Some(packet_id(packet, *hi, *lo)?), payload),
+        _ => return Err(ProtocolError::FieldOutOfBounds(packet)),
+    };
+    Ok(Publish {
+        topic,
+        payload,
+        qos,
+        packet_id,
+        dup,
+        retain: flags & 1 == 1,
+    })
 }
 
 #[cfg(test)]

@@ -109,8 +109,6 @@ pub enum ProtocolError {
     /// A packet only a client may send (CONNECT, SUBSCRIBE, PINGREQ, ...),
     /// or one that is not expected now (a second CONNACK, a PUBLISH before CONNACK).
     UnexpectedPacket(PacketType),
-    /// The packet validated but mqttrs refused it (a bug in mqtts if ever seen).
-    DecoderRejected(PacketType),
 }
 
 impl core::fmt::Display for ProtocolError {
@@ -142,7 +140,6 @@ impl core::fmt::Display for ProtocolError {
                 write!(f, "SUBACK with {found} return codes for {expected} filters")
             }
             Self::UnexpectedPacket(packet) => write!(f, "unexpected {packet:?} from the broker"),
-            Self::DecoderRejected(packet) => write!(f, "{packet:?} refused by the decoder"),
         }
     }
 }
