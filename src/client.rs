@@ -698,7 +698,9 @@ where
         retain: bool,
     ) -> Result<Option<PacketId>, Error> {
         self.usable()?;
-        self.finish_delivery().await?;
+        if self.delivered.is_some() {
+            self.finish_delivery().await?;
+        }
         topic::validate_name(topic)?;
         self.limits.check_publish(topic, qos)?;
         let len = encode::publish_len(topic, payload, qos);
@@ -730,7 +732,9 @@ where
     /// acknowledgements) now, without waiting for the broker.
     pub async fn flush(&mut self) -> Result<(), Error> {
         self.usable()?;
-        self.finish_delivery().await?;
+        if self.delivered.is_some() {
+            self.finish_delivery().await?;
+        }
         self.flush_pending().await
     }
 
@@ -788,7 +792,9 @@ where
     /// when the broker does not answer within half an interval more.
     pub async fn poll(&mut self) -> Result<Event<'_>, Error> {
         self.usable()?;
-        self.finish_delivery().await?;
+        if self.delivered.is_some() {
+            self.finish_delivery().await?;
+        }
         if let Some(id) = self.session.take_completed() {
             return Ok(Event::Published(id));
         }
@@ -870,7 +876,9 @@ where
     /// The broker then discards the Last Will.
     pub async fn disconnect(mut self) -> Result<T, Error> {
         self.usable()?;
-        self.finish_delivery().await?;
+        if self.delivered.is_some() {
+            self.finish_delivery().await?;
+        }
         self.send_bytes(&encode::DISCONNECT).await?;
         Ok(self.transport)
     }
@@ -904,7 +912,9 @@ where
         filters: impl ExactSizeIterator<Item = &'f str>,
     ) -> Result<PacketId, Error> {
         self.usable()?;
-        self.finish_delivery().await?;
+        if self.delivered.is_some() {
+            self.finish_delivery().await?;
+        }
         match filters.len() {
             0 => return Err(ConfigError::NoFilters.into()),
             n if n > MAX_FILTERS => return Err(Error::TooManyFilters { max: MAX_FILTERS }),
@@ -962,6 +972,9 @@ where
 
     /// Completes the delivery of the message the last `poll` returned:
     /// removes its frame and acknowledges it (§4.3.2, §4.3.3).
+    ///
+    /// Callers test `delivered` first: building this future only when there
+    /// is something to finish keeps it off the publish fast path.
     async fn finish_delivery(&mut self) -> Result<(), Error> {
         if let Some((frame, ack)) = self.delivered {
             // Acknowledge first: if this is cancelled, the message stays

@@ -125,8 +125,9 @@ pub struct TlsOptions<'a> {
 /// timer, see [`connect_with_timer`]).
 pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: Millis = 30_000;
 
-/// How long one write may block (a peer that stops reading) before the
-/// stream is abandoned, on streams with a timer.
+/// How long one write to the socket may block (a peer that stops reading)
+/// before the stream is abandoned, on streams with a timer. The time
+/// counts from when the write first has to wait.
 pub const WRITE_TIMEOUT_MS: Millis = 30_000;
 
 impl<'a> TlsOptions<'a> {
@@ -477,8 +478,8 @@ where
             return Err(Error::Disconnected);
         }
         self.writing = true;
-        if let (Some(cell), Some(timer)) = (self.deadline, &self.timer) {
-            cell.set(Some(timer.now().saturating_add(WRITE_TIMEOUT_MS)));
+        if let Some(cell) = self.deadline {
+            cell.set_timeout(WRITE_TIMEOUT_MS);
         }
         Ok(())
     }

@@ -21,13 +21,26 @@
 
 use crate::time::{Millis, Timer};
 use core::cell::Cell;
+use core::future::{Future, poll_fn};
+use core::pin::pin;
+use core::task::Poll;
 use embedded_io::{ErrorKind, ErrorType};
 use embedded_io_async::{Read, Write};
 
-/// Where a TLS read may stop waiting for a new record; shared between the
-/// stream and the socket inside embedded-tls.
+/// Where a TLS read may stop waiting for a new record, or how long a
+/// write may block; shared between the stream and the socket inside
+/// embedded-tls.
 #[derive(Debug, Default)]
-pub struct ReadDeadline(Cell<Option<Millis>>);
+pub struct ReadDeadline(Cell<Option<Stop>>);
+
+/// When a socket operation stops waiting.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    /// At this time on the timer.
+    At(Millis),
+    /// This long after the operation first has to wait.
+    After(Millis),
+}
 
 impl ReadDeadline {
     /// No deadline.
@@ -36,10 +49,16 @@ impl ReadDeadline {
     }
 
     pub(crate) fn set(&self, deadline: Option<Millis>) {
-        self.0.set(deadline);
+        self.0.set(deadline.map(Stop::At));
     }
 
-    fn get(&self) -> Option<Millis> {
+    /// Socket operations stop `ms` after they first have to wait: the
+    /// clock is read only then, never on the fast path.
+    pub(crate) fn set_timeout(&self, ms: Millis) {
+        self.0.set(Some(Stop::After(ms)));
+    }
+
+    fn get(&self) -> Option<Stop> {
         self.0.get()
     }
 }
@@ -97,26 +116,46 @@ impl<S: ErrorType, T> ErrorType for DeadlineSocket<'_, S, T> {
     type Error = ErrorKind;
 }
 
+/// Runs `work`, or gives `None` once the deadline (if any) has passed.
+///
+/// `work` is polled once first: when it completes at once (data already
+/// received, room in the socket's send buffer: the common case) the clock
+/// is not read and no timer is armed. Only a `work` that must wait races
+/// the timer.
+async fn before_deadline<F: Future, T: Timer>(
+    deadline: &mut Option<(&ReadDeadline, T)>,
+    work: F,
+) -> Option<F::Output> {
+    use embassy_futures::select::{Either, select};
+    let mut work = pin!(work);
+    if let Poll::Ready(output) = poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
+        return Some(output);
+    }
+    let Some((cell, timer)) = deadline else {
+        return Some(work.await);
+    };
+    let at = match cell.get() {
+        None => return Some(work.await),
+        Some(Stop::At(at)) => at,
+        Some(Stop::After(ms)) => timer.now().saturating_add(ms),
+    };
+    match select(work, timer.sleep_until(at)).await {
+        Either::First(output) => Some(output),
+        Either::Second(()) => None,
+    }
+}
+
 /// Reads from `inner`, or `Ok(None)` once the deadline (if any) passed.
 async fn read_until<S: Read, T: Timer>(
     inner: &mut S,
     deadline: &mut Option<(&ReadDeadline, T)>,
     buf: &mut [u8],
 ) -> Result<Option<usize>, ErrorKind> {
-    use embassy_futures::select::{Either, select};
     use embedded_io::Error as _;
-    let read = inner.read(buf);
-    let result = match deadline {
-        Some((deadline, timer)) => match deadline.get() {
-            Some(at) => match select(read, timer.sleep_until(at)).await {
-                Either::First(result) => result,
-                Either::Second(()) => return Ok(None),
-            },
-            None => read.await,
-        },
-        None => read.await,
-    };
-    result.map(Some).map_err(|e| e.kind())
+    match before_deadline(deadline, inner.read(buf)).await {
+        Some(result) => result.map(Some).map_err(|e| e.kind()),
+        None => Ok(None),
+    }
 }
 
 impl<S: Read, T: Timer> Read for DeadlineSocket<'_, S, T> {
@@ -195,21 +234,13 @@ impl<S: Read, T: Timer> Read for DeadlineSocket<'_, S, T> {
 
 /// Runs `work` until the deadline, if one is set: a write cut short leaves
 /// the stream unusable, which the TLS stream records (see `TlsStream`).
-async fn until<F: core::future::Future, T: Timer>(
+async fn until<F: Future, T: Timer>(
     deadline: &mut Option<(&ReadDeadline, T)>,
     work: F,
 ) -> Result<F::Output, ErrorKind> {
-    use embassy_futures::select::{Either, select};
-    match deadline {
-        Some((deadline, timer)) => match deadline.get() {
-            Some(at) => match select(work, timer.sleep_until(at)).await {
-                Either::First(output) => Ok(output),
-                Either::Second(()) => Err(ErrorKind::TimedOut),
-            },
-            None => Ok(work.await),
-        },
-        None => Ok(work.await),
-    }
+    before_deadline(deadline, work)
+        .await
+        .ok_or(ErrorKind::TimedOut)
 }
 
 impl<S: Write, T: Timer> Write for DeadlineSocket<'_, S, T> {
