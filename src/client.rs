@@ -432,17 +432,19 @@ impl<T, TM, const N: usize> core::fmt::Debug for Client<'_, '_, T, TM, N> {
     }
 }
 
-/// Queues `$bytes` (which may borrow a field of the client, hence a macro
-/// rather than a method) with [`queue_packet`], and marks them unflushed.
+/// Writes one whole packet, `$bytes` (which may borrow a field of the
+/// client, hence a macro rather than a method), into the transport's
+/// buffer; it leaves at the next flush. `writing` stays set if the future
+/// is dropped halfway (half a packet may be in the buffer or on the wire:
+/// the next call refuses); `broken` is set on an error. Written out here
+/// rather than as an async function, so that the publish path does not
+/// build and move one more future per message.
 macro_rules! queue_field {
     ($client:ident, $bytes:expr) => {{
-        queue_packet(
-            &mut $client.transport,
-            $bytes,
-            &mut $client.writing,
-            &mut $client.broken,
-        )
-        .await?;
+        $client.writing = true;
+        let written = $client.transport.write_all($bytes).await;
+        written.inspect_err(|_| $client.broken = true)?;
+        $client.writing = false;
         $client.unflushed = true;
     }};
 }
@@ -627,12 +629,14 @@ where
                 Resend::Publish { offset, len } => {
                     self.session.set_dup(offset);
                     let bytes = self.session.stored(offset, len);
-                    write_packet(&mut self.transport, bytes)
+                    self.transport
+                        .write_all(bytes)
                         .await
                         .inspect_err(|_| self.broken = true)?;
                 }
                 Resend::Pubrel(id) => {
-                    write_packet(&mut self.transport, &encode::ack(Ack::Pubrel, id))
+                    self.transport
+                        .write_all(&encode::ack(Ack::Pubrel, id))
                         .await
                         .inspect_err(|_| self.broken = true)?;
                 }
@@ -664,7 +668,15 @@ where
         qos: QoS,
         retain: bool,
     ) -> Result<(), Error> {
-        let id = self.start_publish(topic, payload, qos, retain).await?;
+        // start_publish's steps, written out: one future fewer to build
+        // and move per message.
+        self.usable()?;
+        if self.delivered.is_some() {
+            self.finish_delivery().await?;
+        }
+        let (id, encoded) = self.encode_publish(topic, payload, qos, retain)?;
+        let bytes = encoded.bytes(self.tx, self.session);
+        queue_field!(self, bytes);
         self.flush_pending().await?;
         match id {
             None => Ok(()),
@@ -701,31 +713,44 @@ where
         if self.delivered.is_some() {
             self.finish_delivery().await?;
         }
+        let (id, encoded) = self.encode_publish(topic, payload, qos, retain)?;
+        let bytes = encoded.bytes(self.tx, self.session);
+        queue_field!(self, bytes);
+        Ok(id)
+    }
+
+    /// Checks and encodes a PUBLISH: QoS 0 into `tx`, QoS 1/2 into the
+    /// session's outbox (from here on it is in flight). Synchronous, so
+    /// that the publish paths await the transport only.
+    fn encode_publish(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<(Option<PacketId>, Encoded), Error> {
         topic::validate_name(topic)?;
         self.limits.check_publish(topic, qos)?;
-        let len = encode::publish_len(topic, payload, qos);
         if qos == QoS::AtMostOnce {
             let written = encode::publish(topic, payload, qos, None, retain, false, self.tx)?;
-            let bytes = self.tx.get(..written).unwrap_or_default();
-            queue_field!(self, bytes);
-            return Ok(None);
+            return Ok((None, Encoded::Tx(written)));
         }
         // A completion not yet reported by `poll` still takes a place, so
         // that the completions queue can never overflow.
         if self.session.in_flight() + self.session.completed() >= N {
             return Err(Error::InFlightFull { max: N });
         }
+        let len = encode::publish_len(topic, payload, qos);
         self.session.check_room(len)?;
         let requests = &self.requests;
         let id = self
             .session
             .next_id(|id| requests.iter().any(|r| request_id(r) == id))
             .ok_or(Error::InFlightFull { max: N })?;
-        let bytes = self.session.store(id, qos, len, |out| {
+        let (offset, len) = self.session.store(id, qos, len, |out| {
             encode::publish(topic, payload, qos, Some(id), retain, false, out).map_err(Error::from)
         })?;
-        queue_field!(self, bytes);
-        Ok(Some(id))
+        Ok((Some(id), Encoded::Outbox { offset, len }))
     }
 
     /// Sends what [`Client::start_publish`] queued (and pending
@@ -857,7 +882,11 @@ where
                 }
                 Classified::Control(control) => {
                     self.rx.remove(frame.start, frame.len);
-                    match self.handle_control(control).await? {
+                    let (done, reply) = self.handle_control(control)?;
+                    if let Some(ack) = reply {
+                        queue_field!(self, &ack);
+                    }
+                    match done {
                         Some(Done::Completion(id)) => return Ok(Event::Published(id)),
                         Some(Done::Unsubscribed(id))
                             if self.take_request(Request::Unsubscribe(id)) =>
@@ -1049,7 +1078,11 @@ where
                 }
                 Classified::Control(control) => {
                     self.rx.remove(frame.start, frame.len);
-                    match (self.handle_control(control).await?, waiting) {
+                    let (done, reply) = self.handle_control(control)?;
+                    if let Some(ack) = reply {
+                        queue_field!(self, &ack);
+                    }
+                    match (done, waiting) {
                         (Some(Done::Completion(id)), WaitFor::Completion(w)) if id == w => {
                             return Ok((SubackCodes::new(), 0));
                         }
@@ -1101,34 +1134,43 @@ where
     }
 
     /// Handles a packet other than PUBLISH and SUBACK (already removed
-    /// from the buffer).
-    async fn handle_control(&mut self, control: Control) -> Result<Option<Done>, Error> {
-        match control {
-            Control::Puback(id) => Ok(self.session.on_puback(id).then_some(Done::Completion(id))),
+    /// from the buffer): what it completed, and the acknowledgement to
+    /// queue in answer. Synchronous (the caller queues), so that a PUBACK
+    /// builds no future.
+    fn handle_control(
+        &mut self,
+        control: Control,
+    ) -> Result<(Option<Done>, Option<[u8; 4]>), Error> {
+        Ok(match control {
+            Control::Puback(id) => (
+                self.session.on_puback(id).then_some(Done::Completion(id)),
+                None,
+            ),
             Control::Pubrec(id) => {
                 // PUBREL also for an unknown identifier: the broker must be
                 // able to finish its side (§4.3.3).
                 self.session.on_pubrec(id);
-                self.queue_bytes(&encode::ack(Ack::Pubrel, id)).await?;
-                Ok(None)
+                (None, Some(encode::ack(Ack::Pubrel, id)))
             }
-            Control::Pubcomp(id) => Ok(self.session.on_pubcomp(id).then_some(Done::Completion(id))),
+            Control::Pubcomp(id) => (
+                self.session.on_pubcomp(id).then_some(Done::Completion(id)),
+                None,
+            ),
             Control::Pubrel(id) => {
                 // "MUST respond to a PUBREL packet by sending a PUBCOMP" (§4.3.3).
                 self.session.on_pubrel(id);
-                self.queue_bytes(&encode::ack(Ack::Pubcomp, id)).await?;
-                Ok(None)
+                (None, Some(encode::ack(Ack::Pubcomp, id)))
             }
             Control::Pingresp => {
                 self.ping_sent = None;
-                Ok(None)
+                (None, None)
             }
-            Control::Unsuback(id) => Ok(Some(Done::Unsubscribed(id))),
+            Control::Unsuback(id) => (Some(Done::Unsubscribed(id)), None),
             Control::Connack => {
                 self.broken = true;
-                Err(ProtocolError::UnexpectedPacket(PacketType::Connack).into())
+                return Err(ProtocolError::UnexpectedPacket(PacketType::Connack).into());
             }
-        }
+        })
     }
 
     fn decode(&mut self, frame: FrameAt) -> Result<Incoming<'_>, Error> {
@@ -1422,26 +1464,24 @@ where
     }
 }
 
-async fn write_packet<T: Transport>(transport: &mut T, bytes: &[u8]) -> Result<(), Error> {
-    transport.write_all(bytes).await
+/// Where [`Client::encode_publish`] put a PUBLISH.
+#[derive(Debug, Clone, Copy)]
+enum Encoded {
+    /// The first bytes of `tx` (QoS 0).
+    Tx(usize),
+    /// In the session's outbox (QoS 1/2).
+    Outbox { offset: usize, len: usize },
 }
 
-/// Writes one whole packet. `writing` stays set if the future is dropped
-/// halfway (half a packet may be in the buffer or on the wire: the next call
-/// refuses); `broken` is set on an error. The flags are passed apart from
-/// the client because `bytes` may borrow another of its fields.
-async fn queue_packet<T: Transport>(
-    transport: &mut T,
-    bytes: &[u8],
-    writing: &mut bool,
-    broken: &mut bool,
-) -> Result<(), Error> {
-    *writing = true;
-    write_packet(transport, bytes)
-        .await
-        .inspect_err(|_| *broken = true)?;
-    *writing = false;
-    Ok(())
+impl Encoded {
+    /// The bytes (a function of the two fields, not of the client, so the
+    /// client's other fields stay free to write them).
+    fn bytes<'a, const N: usize>(self, tx: &'a [u8], session: &'a SessionState<'_, N>) -> &'a [u8] {
+        match self {
+            Encoded::Tx(len) => tx.get(..len).unwrap_or_default(),
+            Encoded::Outbox { offset, len } => session.stored(offset, len),
+        }
+    }
 }
 
 /// What handling a control packet completed.

@@ -50,11 +50,28 @@ fn common(topic: &str) -> Result<(), TopicError> {
 
 /// Checks a topic name, as published to (§4.7): no wildcards.
 pub fn validate_name(topic: &str) -> Result<(), TopicError> {
-    common(topic)?;
-    if topic.contains(['+', '#']) {
-        return Err(TopicError::Wildcard);
+    if topic.is_empty() {
+        return Err(TopicError::Empty);
     }
-    Ok(())
+    if topic.len() > usize::from(u16::MAX) {
+        return Err(TopicError::TooLong);
+    }
+    // One pass over the bytes (this runs for every message published and
+    // received): NUL, '+' and '#' are single bytes that never occur inside
+    // a multi-byte UTF-8 sequence. NUL is reported before a wildcard.
+    let mut wildcard = false;
+    for &byte in topic.as_bytes() {
+        match byte {
+            0 => return Err(TopicError::NullCharacter),
+            b'+' | b'#' => wildcard = true,
+            _ => {}
+        }
+    }
+    if wildcard {
+        Err(TopicError::Wildcard)
+    } else {
+        Ok(())
+    }
 }
 
 /// Checks a topic name received as bytes.
