@@ -124,10 +124,9 @@ pub(crate) struct SessionState<'s, const N: usize> {
     outbox: &'s mut [u8],
     /// Bytes of the messages in flight.
     outbox_used: usize,
-    /// Where the next message goes: the end of the last one stored. Freed
-    /// bytes before it are reclaimed lazily, by [`SessionState::compact`]
-    /// when a message does not fit after it, so that an acknowledgement
-    /// costs no copying (acks come oldest first: the gap is at the front).
+    /// The end of the newest message stored: the next one goes here, or at
+    /// the start of the outbox when it wraps (see [`SessionState::place`]).
+    /// An acknowledgement costs no copying.
     outbox_end: usize,
     in_flight: Vec<InFlight, N>,
     received_qos2: Vec<PacketId, N>,
@@ -198,19 +197,23 @@ impl<const N: usize> SessionState<'_, N> {
     }
 
     /// Stores a QoS 1/2 PUBLISH encoded by `encode` into the outbox and
-    /// returns its bytes, to be sent. Call [`Session::check_room`] first.
+    /// returns where its bytes are (offset, length; see
+    /// [`SessionState::stored`]), to be sent. Call [`SessionState::check_room`] first.
     pub(crate) fn store(
         &mut self,
         id: PacketId,
         qos: QoS,
         len: usize,
         encode: impl FnOnce(&mut [u8]) -> Result<usize, Error>,
-    ) -> Result<&[u8], Error> {
+    ) -> Result<(usize, usize), Error> {
         self.check_room(len)?;
-        if self.outbox_end + len > self.outbox.len() {
-            self.compact();
-        }
-        let offset = self.outbox_end;
+        let offset = match self.place(len) {
+            Some(offset) => offset,
+            None => {
+                self.compact();
+                self.outbox_end
+            }
+        };
         let space = self
             .outbox
             .get_mut(offset..offset + len)
@@ -234,10 +237,7 @@ impl<const N: usize> SessionState<'_, N> {
             .map_err(|_| Error::InFlightFull { max: N })?;
         self.outbox_used += written;
         self.outbox_end = offset + written;
-        Ok(self
-            .outbox
-            .get(offset..offset + written)
-            .unwrap_or_default())
+        Ok((offset, written))
     }
 
     /// The stored bytes of a resend item.
@@ -288,21 +288,64 @@ impl<const N: usize> SessionState<'_, N> {
         }
     }
 
-    /// The end of the last stored bytes still in flight.
-    fn stored_end(&self) -> usize {
-        self.in_flight
-            .iter()
-            .filter(|m| m.len > 0)
-            .map(|m| m.offset + m.len)
-            .max()
-            .unwrap_or(0)
+    /// The stored messages, oldest first (those still holding bytes).
+    fn stored_messages(&self) -> impl DoubleEndedIterator<Item = &InFlight> {
+        self.in_flight.iter().filter(|m| m.len > 0)
     }
 
-    /// Moves the stored messages to the front of the outbox, in order,
-    /// closing the gaps acknowledgements left. Offsets grow in `in_flight`
-    /// order (messages are appended, and this keeps the order), so each
-    /// copy goes backwards or nowhere.
+    /// The end of the newest stored message (0 when none is stored).
+    fn stored_end(&self) -> usize {
+        self.stored_messages()
+            .next_back()
+            .map_or(0, |m| m.offset + m.len)
+    }
+
+    /// Where `len` more bytes fit without moving anything, if anywhere.
+    ///
+    /// The outbox is a ring: messages are stored in `in_flight` order, each
+    /// after the previous one, wrapping to the start when the end of the
+    /// buffer is reached. The stored bytes run from the oldest message's
+    /// offset (`head`) to `outbox_end`, around the end when they wrap.
+    /// Acknowledgements come mostly oldest first, so the space they free
+    /// is in front of `outbox_end` again once it wraps: with in-order
+    /// acknowledgements nothing is ever moved.
+    fn place(&self, len: usize) -> Option<usize> {
+        let Some(head) = self.stored_messages().next().map(|m| m.offset) else {
+            return Some(0);
+        };
+        let end = self.outbox_end;
+        if head < end {
+            // [head, end) in use: after it, or wrapped before it.
+            if end + len <= self.outbox.len() {
+                Some(end)
+            } else if len <= head {
+                Some(0)
+            } else {
+                None
+            }
+        } else if end + len <= head {
+            // Wrapped: [head, capacity) and [0, end) in use.
+            Some(end)
+        } else {
+            None
+        }
+    }
+
+    /// Moves the stored messages to the front of the outbox, oldest first,
+    /// closing the gaps that acknowledgements out of order left: needed
+    /// only when [`SessionState::place`] finds no contiguous room although
+    /// enough bytes are free. A wrapped ring is first rotated so that the
+    /// oldest message starts at 0; offsets then grow in `in_flight` order,
+    /// so each copy goes backwards or nowhere.
     fn compact(&mut self) {
+        let head = self.stored_messages().next().map_or(0, |m| m.offset);
+        if head > 0 {
+            let capacity = self.outbox.len();
+            self.outbox.rotate_left(head);
+            for m in self.in_flight.iter_mut().filter(|m| m.len > 0) {
+                m.offset = (m.offset + capacity - head) % capacity;
+            }
+        }
         let mut to = 0;
         for m in self.in_flight.iter_mut().filter(|m| m.len > 0) {
             if m.offset != to {
@@ -514,6 +557,37 @@ mod tests {
             compactions_possible > 50,
             "{compactions_possible} compactions"
         );
+    }
+
+    /// An outbox sized for exactly `N` messages, acknowledged oldest first
+    /// (a pipelining publisher): the ring reuses the freed front, and no
+    /// stored message is ever moved.
+    #[test]
+    fn in_order_acknowledgements_never_move_stored_messages() {
+        let len = encode::publish_len("t", b"0123456789", QoS::AtLeastOnce);
+        let mut outbox = [0u8; 4 * 17];
+        assert_eq!(len, 17);
+        let mut session: Session<'_, 4> = Session::new(&mut outbox);
+        let (s, _) = session.split();
+        let mut offsets = std::collections::VecDeque::new();
+        for round in 0..40 {
+            if s.in_flight() == 4 {
+                let oldest = s.in_flight[0].id;
+                assert!(s.on_puback(oldest));
+                offsets.pop_front();
+            }
+            store(s, QoS::AtLeastOnce, b"0123456789");
+            offsets.push_back(s.in_flight.last().unwrap().offset);
+            // Every message still where it was stored.
+            let now: std::vec::Vec<usize> = s.in_flight.iter().map(|m| m.offset).collect();
+            assert_eq!(
+                now,
+                offsets.iter().copied().collect::<std::vec::Vec<_>>(),
+                "round {round}"
+            );
+        }
+        // The ring went round: offsets were reused.
+        assert_eq!(s.in_flight[0].offset % 17, 0);
     }
 
     #[test]
