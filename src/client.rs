@@ -449,6 +449,22 @@ macro_rules! queue_field {
     }};
 }
 
+/// The steps of [`Client::start_publish`], shared with [`Client::publish`]
+/// as a macro: `publish` awaiting `start_publish` would build and move one
+/// more future per message. Evaluates to the packet identifier.
+macro_rules! queue_publish {
+    ($client:ident, $topic:expr, $payload:expr, $qos:expr, $retain:expr) => {{
+        $client.usable()?;
+        if $client.delivered.is_some() {
+            $client.finish_delivery().await?;
+        }
+        let (id, encoded) = $client.encode_publish($topic, $payload, $qos, $retain)?;
+        let bytes = encoded.bytes($client.tx, $client.session);
+        queue_field!($client, bytes);
+        id
+    }};
+}
+
 impl<'b, 's, T, TM, const N: usize> Client<'b, 's, T, TM, N>
 where
     T: Transport,
@@ -668,15 +684,7 @@ where
         qos: QoS,
         retain: bool,
     ) -> Result<(), Error> {
-        // start_publish's steps, written out: one future fewer to build
-        // and move per message.
-        self.usable()?;
-        if self.delivered.is_some() {
-            self.finish_delivery().await?;
-        }
-        let (id, encoded) = self.encode_publish(topic, payload, qos, retain)?;
-        let bytes = encoded.bytes(self.tx, self.session);
-        queue_field!(self, bytes);
+        let id = queue_publish!(self, topic, payload, qos, retain);
         self.flush_pending().await?;
         match id {
             None => Ok(()),
@@ -709,14 +717,7 @@ where
         qos: QoS,
         retain: bool,
     ) -> Result<Option<PacketId>, Error> {
-        self.usable()?;
-        if self.delivered.is_some() {
-            self.finish_delivery().await?;
-        }
-        let (id, encoded) = self.encode_publish(topic, payload, qos, retain)?;
-        let bytes = encoded.bytes(self.tx, self.session);
-        queue_field!(self, bytes);
-        Ok(id)
+        Ok(queue_publish!(self, topic, payload, qos, retain))
     }
 
     /// Checks and encodes a PUBLISH: QoS 0 into `tx`, QoS 1/2 into the
