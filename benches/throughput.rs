@@ -306,6 +306,46 @@ async fn run_mqtts_qos1_window(setup: &Setup, messages: usize) -> Sample {
     sample
 }
 
+/// QoS 1 with a window of 64: wait for one completion, take every other
+/// completion already received without waiting, then refill every free
+/// slot at once (the new messages share records and leave at the next
+/// `poll`).
+async fn run_mqtts_qos1_drain(setup: &Setup, messages: usize) -> Sample {
+    let mut client = mqtts_connect(setup, "mqtts-qos1-drain").await;
+    let (result, sample) = measure(messages, async {
+        let (mut sent, mut done) = (0, 0);
+        while done < messages {
+            while sent < messages {
+                match client
+                    .start_publish(TOPIC, &PAYLOAD, QoS::AtLeastOnce, false)
+                    .await
+                {
+                    Ok(_) => sent += 1,
+                    Err(mqtts::Error::InFlightFull { .. }) => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if let Event::Published(_) = client.poll().await? {
+                done += 1;
+            }
+            loop {
+                let polled = embassy_futures::poll_once(client.poll());
+                match polled {
+                    Poll::Ready(Ok(Event::Published(_))) => done += 1,
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Ready(Err(e)) => return Err(e),
+                    Poll::Pending => break,
+                }
+            }
+        }
+        Ok(())
+    })
+    .await;
+    result.expect("mqtts QoS 1 drain");
+    mqtts_close(client).await;
+    sample
+}
+
 /// QoS 1 with a window of 64 refilled in batches: once the window is full,
 /// `poll` until `BATCH` completions, then queue `BATCH` messages (they leave
 /// together at the next `poll`).
@@ -398,16 +438,18 @@ enum Kind {
     MqttsQos1Wait,
     MqttsQos1Window,
     MqttsQos1Batch,
+    MqttsQos1Drain,
     RumqttcQos1,
 }
 
-const KINDS: [(&str, Kind); 7] = [
+const KINDS: [(&str, Kind); 8] = [
     ("mqtts-qos0", Kind::MqttsQos0),
     ("mqtts-qos0-queued", Kind::MqttsQos0Queued),
     ("rumqttc-qos0", Kind::RumqttcQos0),
     ("mqtts-qos1-wait", Kind::MqttsQos1Wait),
     ("mqtts-qos1-window", Kind::MqttsQos1Window),
     ("mqtts-qos1-batch", Kind::MqttsQos1Batch),
+    ("mqtts-qos1-drain", Kind::MqttsQos1Drain),
     ("rumqttc-qos1", Kind::RumqttcQos1),
 ];
 
@@ -422,6 +464,7 @@ async fn run(setup: &Setup, kind: Kind, messages: usize) -> Sample {
             Kind::MqttsQos1Wait => run_mqtts_qos1_wait(setup, messages / WAIT_DIVISOR).await,
             Kind::MqttsQos1Window => run_mqtts_qos1_window(setup, messages).await,
             Kind::MqttsQos1Batch => run_mqtts_qos1_batch(setup, messages).await,
+            Kind::MqttsQos1Drain => run_mqtts_qos1_drain(setup, messages).await,
             Kind::RumqttcQos1 => {
                 run_rumqttc(setup, messages, rumqttc::QoS::AtLeastOnce, "rumqttc-qos1").await
             }
@@ -530,6 +573,7 @@ fn main() {
         ("mqtts-qos0-queued", "rumqttc-qos0"),
         ("mqtts-qos1-window", "rumqttc-qos1"),
         ("mqtts-qos1-batch", "rumqttc-qos1"),
+        ("mqtts-qos1-drain", "rumqttc-qos1"),
         ("mqtts-qos1-wait", "rumqttc-qos1"),
     ] {
         if let (Some(a), Some(b)) = (find(ours), find(theirs)) {
