@@ -84,17 +84,19 @@ pub(crate) fn validate_name_bytes(topic: &[u8]) -> Result<&str, TopicError> {
 /// level, `#` the rest and must come last.
 pub fn validate_filter(filter: &str) -> Result<(), TopicError> {
     common(filter)?;
-    let mut levels = filter.split('/').peekable();
-    while let Some(level) = levels.next() {
-        let is_last = levels.peek().is_none();
-        match level {
-            "#" if is_last => {}
-            "+" => {}
-            level if level.contains(['+', '#']) => return Err(TopicError::MisplacedWildcard),
+    // Byte by byte: a wildcard is a whole level when the bytes around it
+    // are '/' or the ends of the filter.
+    let bytes = filter.as_bytes();
+    for (i, &byte) in bytes.iter().enumerate() {
+        let starts_level = i == 0 || bytes.get(i - 1) == Some(&b'/');
+        let next = bytes.get(i + 1);
+        let whole_level = starts_level && matches!(next, None | Some(b'/'));
+        match byte {
+            b'+' if !whole_level => return Err(TopicError::MisplacedWildcard),
+            b'#' if !(starts_level && next.is_none()) => {
+                return Err(TopicError::MisplacedWildcard);
+            }
             _ => {}
-        }
-        if level == "#" && !is_last {
-            return Err(TopicError::MisplacedWildcard);
         }
     }
     Ok(())
