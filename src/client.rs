@@ -321,6 +321,11 @@ impl From<TooLarge> for Event<'_> {
 /// [`Error::AckPending`] before anything more is read.
 const TOO_LARGE_QUEUE: usize = 4;
 
+/// Reads that may take what has arrived before queued packets are flushed
+/// (see `Client::read_more`): bounds the delay a stream of incoming
+/// packets can add to outgoing ones.
+const MAX_READS_BEFORE_FLUSH: u8 = 16;
+
 /// What `read_frame` found.
 #[derive(Debug, Clone, Copy)]
 enum Read {
@@ -401,6 +406,9 @@ pub struct Client<'b, 's, T, TM, const N: usize> {
     last_sent: Millis,
     last_received: Millis,
     ping_sent: Option<Millis>,
+    /// Reads that took what had arrived while packets stayed queued (see
+    /// `read_more`); reset by every flush.
+    reads_before_flush: u8,
     /// A message handed to the application by the last `poll`: its frame is
     /// removed and its acknowledgement sent at the next call.
     delivered: Option<(FrameAt, Option<[u8; 4]>)>,
@@ -525,6 +533,7 @@ where
             last_sent: now,
             last_received: now,
             ping_sent: None,
+            reads_before_flush: 0,
             delivered: None,
             too_large: Deque::new(),
             requests: Vec::new(),
@@ -1317,14 +1326,38 @@ where
                 capacity: self.rx.buf.len(),
             });
         }
+        // What already arrived is taken before queued packets are flushed:
+        // a pipelining publisher then refills its window from every
+        // acknowledgement at hand and sends the new messages together
+        // (docs/PERFORMANCE.md, "QoS 1"). A deadline in the past makes the
+        // read take only what is there (nothing is lost when it stops);
+        // `MAX_READS_BEFORE_FLUSH` bounds how long a stream of incoming
+        // packets can hold the queued ones back.
+        let mut at_hand_only = false;
         if self.unflushed {
-            // About to wait for the broker: what was queued leaves now, in
-            // as few records as the write buffer allows.
-            self.flush_pending().await?;
+            if self.reads_before_flush < MAX_READS_BEFORE_FLUSH {
+                self.reads_before_flush += 1;
+                at_hand_only = true;
+            } else {
+                // About to wait for the broker: what was queued leaves
+                // now, in as few records as the write buffer allows.
+                self.flush_pending().await?;
+            }
         }
         let filled = self.rx.filled;
-        let space = self.rx.buf.get_mut(filled..).unwrap_or_default();
-        match self.transport.read_before(space, deadline).await {
+        let read = loop {
+            let space = self.rx.buf.get_mut(filled..).unwrap_or_default();
+            let until = if at_hand_only { 0 } else { deadline };
+            let read = self.transport.read_before(space, until).await;
+            if at_hand_only && matches!(read, Ok(None)) {
+                // Nothing at hand: send what is queued, then wait.
+                self.flush_pending().await?;
+                at_hand_only = false;
+                continue;
+            }
+            break read;
+        };
+        match read {
             Ok(Some(0)) => {
                 self.broken = true;
                 Err(Error::ConnectionClosed)
@@ -1409,6 +1442,7 @@ where
 
     /// Ends every write sequence: the packets are out.
     async fn flush_pending(&mut self) -> Result<(), Error> {
+        self.reads_before_flush = 0;
         self.writing = true;
         let result = self.transport.flush().await;
         result.inspect_err(|_| self.broken = true)?;

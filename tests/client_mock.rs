@@ -3021,9 +3021,10 @@ async fn queued_packets_leave_together_at_the_next_wait_or_flush() {
         assert_eq!((p.id, p.payload.as_slice()), (Some(id.get()), &payload[..]));
     }
 
-    // poll() flushes what was queued before it waits: the broker sees the
-    // QoS 0 message, then acknowledges both QoS 1 ones and sends one of
-    // its own; its PUBACK leaves with the next wait.
+    // poll() reports what has already arrived without flushing first (a
+    // pipelining publisher refills its window from every acknowledgement
+    // at hand, and the new messages share a record); what is queued leaves
+    // as soon as a poll has to wait.
     within(
         "start",
         client.start_publish("t/0", b"late", QoS::AtMostOnce, false),
@@ -3031,15 +3032,12 @@ async fn queued_packets_leave_together_at_the_next_wait_or_flush() {
     .await
     .expect("queued");
     broker.send(&puback(first.get())).await;
+    broker.send(&puback(second.get())).await;
+    broker.send(&publish("in", b"x", 1, 9, false, false)).await;
     assert_eq!(
         within("poll", client.poll()).await.map(owned),
         Ok(Ev::Published(first.get()))
     );
-    assert_eq!(flushes.get(), 3, "poll flushed once before reading");
-    let p = PublishPacket::parse(&broker.expect_kind(3).await);
-    assert_eq!(p.payload, b"late");
-    broker.send(&puback(second.get())).await;
-    broker.send(&publish("in", b"x", 1, 9, false, false)).await;
     assert_eq!(
         within("poll", client.poll()).await.map(owned),
         Ok(Ev::Published(second.get()))
@@ -3048,17 +3046,83 @@ async fn queued_packets_leave_together_at_the_next_wait_or_flush() {
         within("poll", client.poll()).await.map(owned),
         Ok(Ev::Message { id: Some(9), .. })
     ));
-    // The PUBACK for 9 is queued by the next call and leaves when it waits.
-    let (polled, ack) = tokio::join!(
+    assert_eq!(
+        flushes.get(),
+        2,
+        "events at hand are reported without a flush"
+    );
+    assert!(client.has_unsent());
+    assert_eq!(
+        broker.read_packet_within(Duration::from_millis(100)).await,
+        None
+    );
+    // The next poll finds nothing at hand: "late" and the PUBACK for 9
+    // (queued by this call) leave together before it waits.
+    let (polled, (late, ack)) = tokio::join!(
         tokio::time::timeout(Duration::from_millis(300), client.poll()),
-        broker.expect_kind(4)
+        async { (broker.expect_kind(3).await, broker.expect_kind(4).await) }
     );
     assert!(polled.is_err(), "nothing more to report");
+    assert_eq!(PublishPacket::parse(&late).payload, b"late");
     assert_eq!(ack.ack_id(), 9);
+    assert_eq!(flushes.get(), 3, "one flush for both");
     assert!(
         !client.is_broken(),
         "a poll cancelled while it waits is harmless"
     );
+}
+
+/// Events at hand hold a queued packet back for at most 16 reads: a broker
+/// that keeps sending cannot delay what the client queued for longer.
+#[tokio::test]
+async fn a_stream_of_incoming_packets_holds_queued_ones_back_for_16_reads_at_most() {
+    let (socket, mut broker) = mock_pair();
+    let mut outbox = [0u8; 256];
+    let mut session: Session<'_, 4> = Session::new(&mut outbox);
+    // Each read takes one whole 16-byte frame at most.
+    let (mut rx, mut tx) = ([0u8; 16], [0u8; 64]);
+    let flushes = std::rc::Rc::new(Cell::new(0));
+    let timer = TokioTimer::new();
+    let transport = Buffered {
+        inner: Plain::new(socket, timer),
+        pending: Vec::new(),
+        flushes: flushes.clone(),
+    };
+    broker.send(&connack(false, 0)).await;
+    let (mut client, _) = within(
+        "connect",
+        Client::connect(
+            transport,
+            timer,
+            &mut session,
+            &mut rx,
+            &mut tx,
+            &ConnectOptions::new("s"),
+        ),
+    )
+    .await
+    .expect("connect");
+    broker.expect_connect().await;
+    within(
+        "start",
+        client.start_publish("out", b"q", QoS::AtMostOnce, false),
+    )
+    .await
+    .expect("queued");
+    let frame = publish0("t", b"0123456789A");
+    assert_eq!(frame.len(), 16);
+    for _ in 0..20 {
+        broker.send(&frame).await;
+    }
+    for read in 1..=17 {
+        let event = within("poll", client.poll()).await.map(owned);
+        assert!(matches!(event, Ok(Ev::Message { .. })), "{event:?}");
+        // 16 reads take what is at hand; the 17th flushes first.
+        let expected = if read <= 16 { 1 } else { 2 };
+        assert_eq!(flushes.get(), expected, "read {read}");
+    }
+    let p = PublishPacket::parse(&broker.expect_kind(3).await);
+    assert_eq!(p.payload, b"q");
 }
 
 /// A completion seen while `publish` waited for another message, then the
