@@ -2949,6 +2949,38 @@ impl mqtts::transport::Transport for Buffered {
     }
 }
 
+/// A client over [`Buffered`] (CONNECT answered and checked), and its
+/// flush counter.
+async fn buffered_client<'b>(
+    socket: ClientSocket,
+    broker: &mut MockBroker,
+    session: &'b mut Session<'b, 4>,
+    rx: &'b mut [u8],
+    tx: &'b mut [u8],
+    client_id: &str,
+) -> (
+    Client<'b, 'b, Buffered, TokioTimer, 4>,
+    std::rc::Rc<Cell<usize>>,
+) {
+    let flushes = std::rc::Rc::new(Cell::new(0));
+    let timer = TokioTimer::new();
+    let transport = Buffered {
+        inner: Plain::new(socket, timer),
+        pending: Vec::new(),
+        flushes: flushes.clone(),
+    };
+    broker.send(&connack(false, 0)).await;
+    let options = ConnectOptions::new(client_id);
+    let (client, _) = within(
+        "connect",
+        Client::connect(transport, timer, session, rx, tx, &options),
+    )
+    .await
+    .expect("connect");
+    broker.expect_connect().await;
+    (client, flushes)
+}
+
 /// `start_publish` queues; everything queued leaves in one flush, made by
 /// `flush()` or by the next call that waits for the broker; `publish()`
 /// flushes before it returns. Acknowledgements of received messages ride
@@ -2959,22 +2991,15 @@ async fn queued_packets_leave_together_at_the_next_wait_or_flush() {
     let mut outbox = [0u8; 1024];
     let mut session: Session<'_, 4> = Session::new(&mut outbox);
     let (mut rx, mut tx) = ([0u8; 256], [0u8; 256]);
-    let flushes = std::rc::Rc::new(Cell::new(0));
-    let timer = TokioTimer::new();
-    let transport = Buffered {
-        inner: Plain::new(socket, timer),
-        pending: Vec::new(),
-        flushes: flushes.clone(),
-    };
-    broker.send(&connack(false, 0)).await;
-    let options = ConnectOptions::new("batcher");
-    let (mut client, _) = within(
-        "connect",
-        Client::connect(transport, timer, &mut session, &mut rx, &mut tx, &options),
+    let (mut client, flushes) = buffered_client(
+        socket,
+        &mut broker,
+        &mut session,
+        &mut rx,
+        &mut tx,
+        "batcher",
     )
-    .await
-    .expect("connect");
-    broker.expect_connect().await;
+    .await;
     assert_eq!(flushes.get(), 1, "CONNECT is flushed at once");
 
     // Five packets queued: nothing reaches the broker.
@@ -3081,28 +3106,8 @@ async fn a_stream_of_incoming_packets_holds_queued_ones_back_for_16_reads_at_mos
     let mut session: Session<'_, 4> = Session::new(&mut outbox);
     // Each read takes one whole 16-byte frame at most.
     let (mut rx, mut tx) = ([0u8; 16], [0u8; 64]);
-    let flushes = std::rc::Rc::new(Cell::new(0));
-    let timer = TokioTimer::new();
-    let transport = Buffered {
-        inner: Plain::new(socket, timer),
-        pending: Vec::new(),
-        flushes: flushes.clone(),
-    };
-    broker.send(&connack(false, 0)).await;
-    let (mut client, _) = within(
-        "connect",
-        Client::connect(
-            transport,
-            timer,
-            &mut session,
-            &mut rx,
-            &mut tx,
-            &ConnectOptions::new("s"),
-        ),
-    )
-    .await
-    .expect("connect");
-    broker.expect_connect().await;
+    let (mut client, flushes) =
+        buffered_client(socket, &mut broker, &mut session, &mut rx, &mut tx, "s").await;
     within(
         "start",
         client.start_publish("out", b"q", QoS::AtMostOnce, false),
