@@ -710,9 +710,10 @@ where
     /// (`None` for QoS 0, which has no acknowledgement).
     ///
     /// The message goes into the transport's write buffer (for TLS, the
-    /// record being built) and leaves when that buffer is full, or at the
-    /// next call that waits for the broker ([`Client::poll`],
-    /// [`Client::publish`], [`Client::subscribe`], ...), or at
+    /// record being built) and leaves when that buffer is full, or when a
+    /// call has to wait for the broker ([`Client::poll`],
+    /// [`Client::publish`], [`Client::subscribe`], ...; `poll` first
+    /// reports events that have already arrived, see there), or at
     /// [`Client::flush`]. Messages queued back to back therefore share TLS
     /// records (22 bytes of overhead and one radio burst for many), and an
     /// application that polls whenever it has nothing to send adds no
@@ -825,6 +826,15 @@ where
     /// for the receive buffer. Sends PINGREQ when the keep-alive interval
     /// passes without traffic and fails with [`Error::KeepAliveTimeout`]
     /// when the broker does not answer within half an interval more.
+    ///
+    /// Packets queued by [`Client::start_publish`] (and acknowledgements)
+    /// are flushed before `poll` waits. An event that has already arrived is
+    /// returned without flushing first, for at most 16 reads in a row: a
+    /// publisher that refills its window from each completion then sends
+    /// the new messages together. Call [`Client::flush`] to send them now.
+    ///
+    /// Cancel-safe while it waits for the broker: dropping the future then
+    /// loses nothing.
     pub async fn poll(&mut self) -> Result<Event<'_>, Error> {
         self.usable()?;
         if self.delivered.is_some() {
@@ -1346,16 +1356,19 @@ where
         }
         let filled = self.rx.filled;
         let read = loop {
-            let space = self.rx.buf.get_mut(filled..).unwrap_or_default();
-            let until = if at_hand_only { 0 } else { deadline };
-            let read = self.transport.read_before(space, until).await;
-            if at_hand_only && matches!(read, Ok(None)) {
-                // Nothing at hand: send what is queued, then wait.
-                self.flush_pending().await?;
-                at_hand_only = false;
-                continue;
+            {
+                // Its own scope: the result (it holds an `Error`) must not
+                // be kept in the future across the flush below.
+                let space = self.rx.buf.get_mut(filled..).unwrap_or_default();
+                let until = if at_hand_only { 0 } else { deadline };
+                let read = self.transport.read_before(space, until).await;
+                if !(at_hand_only && matches!(read, Ok(None))) {
+                    break read;
+                }
             }
-            break read;
+            // Nothing at hand: send what is queued, then wait.
+            self.flush_pending().await?;
+            at_hand_only = false;
         };
         match read {
             Ok(Some(0)) => {
