@@ -50,11 +50,11 @@ pub(crate) enum Resend {
 /// identifiers, QoS 2 receive state.
 ///
 /// `N` is the most QoS 1/2 messages in flight each way; the outbox holds
-/// their encoded PUBLISH packets (size it for `N` of your messages).
-/// Acknowledgements free bytes without moving the others; the outbox is
-/// compacted when a new message does not fit after the last one, so some
-/// slack beyond `N` messages (say twice that) makes compaction rare when
-/// many messages are pipelined.
+/// their encoded PUBLISH packets (size it for `N` of your messages). It is
+/// used as a ring: acknowledgements free bytes without moving the others,
+/// and with acknowledgements in order (the usual case) nothing is ever
+/// moved; when out-of-order acknowledgements leave no contiguous room for
+/// a new message, the stored ones are compacted.
 ///
 /// Against mosquitto, which keeps more QoS 2 messages in flight to a
 /// subscriber than its `max_inflight_messages` says after a session resumes
