@@ -85,7 +85,17 @@ impl<S: Read + Write, T: Timer> Transport for Plain<S, T> {
         deadline: Millis,
     ) -> Result<Option<usize>, Error> {
         use embassy_futures::select::{Either, select};
-        match select(self.socket.read(buf), self.timer.sleep_until(deadline)).await {
+        let mut read = core::pin::pin!(self.socket.read(buf));
+        // What is at hand first; a deadline that has passed (0 for "only
+        // what is at hand") is decided here, not by the timer.
+        let first = core::future::poll_fn(|cx| core::task::Poll::Ready(read.as_mut().poll(cx)));
+        if let core::task::Poll::Ready(result) = first.await {
+            return result.map(Some).map_err(io_error);
+        }
+        if deadline <= self.timer.now() {
+            return Ok(None);
+        }
+        match select(read, self.timer.sleep_until(deadline)).await {
             Either::First(result) => result.map(Some).map_err(io_error),
             Either::Second(()) => Ok(None),
         }

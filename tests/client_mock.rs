@@ -2919,13 +2919,13 @@ async fn a_write_cut_short_abandons_the_connection() {
 
 /// A transport that holds writes until `flush`, as TLS does (one record per
 /// flush), and counts the flushes that carried bytes.
-struct Buffered {
-    inner: Plain<ClientSocket, TokioTimer>,
+struct Buffered<TM = TokioTimer> {
+    inner: Plain<ClientSocket, TM>,
     pending: Vec<u8>,
     flushes: std::rc::Rc<Cell<usize>>,
 }
 
-impl mqtts::transport::Transport for Buffered {
+impl<TM: mqtts::time::Timer> mqtts::transport::Transport for Buffered<TM> {
     async fn read_before(
         &mut self,
         buf: &mut [u8],
@@ -3128,6 +3128,50 @@ async fn a_stream_of_incoming_packets_holds_queued_ones_back_for_16_reads_at_mos
     }
     let p = PublishPacket::parse(&broker.expect_kind(3).await);
     assert_eq!(p.payload, b"q");
+}
+
+/// With a timer that never fires (`NoTimer`, keep-alive 0), `poll` still
+/// sends what is queued before it waits: taking what is at hand must not
+/// depend on the timer waking for a deadline that has passed (found in
+/// review; the broker would wait for the PUBLISH, the client for its
+/// PUBACK).
+#[tokio::test]
+async fn a_queued_publish_leaves_when_poll_waits_with_a_timer_that_never_fires() {
+    use mqtts::tls::NoTimer;
+    let (socket, mut broker) = mock_pair();
+    let mut outbox = [0u8; 256];
+    let mut session: Session<'_, 4> = Session::new(&mut outbox);
+    let (mut rx, mut tx) = ([0u8; 256], [0u8; 256]);
+    broker.send(&connack(false, 0)).await;
+    let options = ConnectOptions::new("no-timer").with_keep_alive(0);
+    let transport = Buffered {
+        inner: Plain::new(socket, NoTimer),
+        pending: Vec::new(),
+        flushes: std::rc::Rc::new(Cell::new(0)),
+    };
+    let (mut client, _) = within(
+        "connect",
+        Client::connect(transport, NoTimer, &mut session, &mut rx, &mut tx, &options),
+    )
+    .await
+    .expect("connect");
+    broker.expect_connect().await;
+    let id = within(
+        "start",
+        client.start_publish("t", b"m", QoS::AtLeastOnce, false),
+    )
+    .await
+    .expect("queued")
+    .expect("QoS 1 id");
+    let (polled, seen) = tokio::join!(
+        tokio::time::timeout(Duration::from_millis(1_000), client.poll()),
+        broker.read_packet_within(Duration::from_millis(800))
+    );
+    assert!(polled.is_err(), "nothing to report yet");
+    let seen = seen
+        .expect("the queued PUBLISH never left: poll waits with it queued")
+        .expect("connection open");
+    assert_eq!(PublishPacket::parse(&seen).id, Some(id.get()));
 }
 
 /// A completion seen while `publish` waited for another message, then the

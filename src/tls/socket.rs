@@ -134,11 +134,24 @@ async fn before_deadline<F: Future, T: Timer>(
     let Some((cell, timer)) = deadline else {
         return Some(work.await);
     };
+    let now = timer.now();
     let at = match cell.get() {
         None => return Some(work.await),
         Some(Stop::At(at)) => at,
-        Some(Stop::After(ms)) => timer.now().saturating_add(ms),
+        Some(Stop::After(ms)) => {
+            // Fixed now, for every socket operation until the stream
+            // clears the cell: one TLS write is many socket writes, and a
+            // peer taking a byte now and then must not renew the bound.
+            let at = now.saturating_add(ms);
+            cell.set(Some(at));
+            at
+        }
     };
+    if at <= now {
+        // Passed already (a read of what is at hand has deadline 0):
+        // decided here, not by the timer, which need not wake for it.
+        return None;
+    }
     match select(work, timer.sleep_until(at)).await {
         Either::First(output) => Some(output),
         Either::Second(()) => None,
@@ -270,8 +283,11 @@ impl Timer for NoTimer {
         0
     }
 
-    async fn sleep_until(&mut self, _deadline: Millis) {
-        core::future::pending::<()>().await;
+    async fn sleep_until(&mut self, deadline: Millis) {
+        // Its clock stays at 0: only a deadline of 0 has passed.
+        if deadline > self.now() {
+            core::future::pending::<()>().await;
+        }
     }
 }
 
@@ -297,6 +313,117 @@ mod tests {
 
     fn block_on<F: core::future::Future>(future: F) -> F::Output {
         embassy_futures::block_on(future)
+    }
+
+    /// A clock the test moves.
+    #[derive(Clone)]
+    struct Virtual<'a>(&'a Cell<Millis>);
+
+    impl Timer for Virtual<'_> {
+        fn now(&self) -> Millis {
+            self.0.get()
+        }
+
+        async fn sleep_until(&mut self, at: Millis) {
+            poll_fn(|_| {
+                if self.0.get() >= at {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+        }
+    }
+
+    /// A peer that takes one byte per call, each after 29 s.
+    struct Drip<'a> {
+        clock: &'a Cell<Millis>,
+        ready: bool,
+    }
+
+    impl ErrorType for Drip<'_> {
+        type Error = ErrorKind;
+    }
+
+    impl Write for Drip<'_> {
+        async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+            poll_fn(|_| {
+                if self.ready {
+                    Poll::Ready(())
+                } else {
+                    self.ready = true;
+                    Poll::Pending
+                }
+            })
+            .await;
+            self.ready = false;
+            self.clock.set(self.clock.get() + 29_000);
+            Ok(buf.len().min(1))
+        }
+
+        async fn flush(&mut self) -> Result<(), ErrorKind> {
+            Ok(())
+        }
+    }
+
+    /// The write bound covers one TLS write or flush (many socket writes),
+    /// counted from its first wait: a peer taking a byte every 29 s cannot
+    /// keep renewing it (found in review).
+    #[test]
+    fn a_dripping_peer_cannot_stretch_one_write_past_the_bound() {
+        let clock = Cell::new(1_000);
+        let cell = ReadDeadline::new();
+        cell.set_timeout(crate::tls::WRITE_TIMEOUT_MS);
+        let mut socket = DeadlineSocket::new(
+            Drip {
+                clock: &clock,
+                ready: false,
+            },
+            Some((&cell, Virtual(&clock))),
+        );
+        let result = block_on(socket.write_all(&[0u8; 10]));
+        assert_eq!(result, Err(ErrorKind::TimedOut));
+        // Two bytes went (29 s each), the third wait passed the 30 s bound.
+        assert_eq!(clock.get(), 1_000 + 2 * 29_000);
+    }
+
+    /// A deadline of 0 (only what is at hand) ends a read that would wait
+    /// even with a timer that never fires (found in review).
+    #[test]
+    fn a_passed_deadline_needs_no_timer_wake_up() {
+        struct Silent;
+        impl ErrorType for Silent {
+            type Error = ErrorKind;
+        }
+        impl Read for Silent {
+            async fn read(&mut self, _buf: &mut [u8]) -> Result<usize, ErrorKind> {
+                core::future::pending().await
+            }
+        }
+        struct NeverFires;
+        impl Clone for NeverFires {
+            fn clone(&self) -> Self {
+                NeverFires
+            }
+        }
+        impl Timer for NeverFires {
+            fn now(&self) -> Millis {
+                5
+            }
+            async fn sleep_until(&mut self, _at: Millis) {
+                core::future::pending().await
+            }
+        }
+        let cell = ReadDeadline::new();
+        cell.set(Some(0));
+        let mut socket = DeadlineSocket::new(Silent, Some((&cell, NeverFires)));
+        let mut buf = [0u8; 8];
+        // One poll decides it (a hang would be the defect).
+        assert_eq!(
+            embassy_futures::poll_once(socket.read(&mut buf)),
+            Poll::Ready(Err(ErrorKind::TimedOut))
+        );
     }
 
     #[test]
