@@ -28,7 +28,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use embedded_io_adapters::tokio_1::FromTokio;
-use mqtts::client::{Buffers, Client, ConnectOptions, Connected, Event};
+use mqtts::client::{Client, ConnectOptions, Connected, Event};
 use mqtts::error::TlsFailure;
 use mqtts::mqtt::QoS;
 use mqtts::tls::{MaxFragmentLength, TlsOptions, TlsStream};
@@ -40,34 +40,6 @@ use support::*;
 
 type TlsClient<'b, 's, const N: usize> =
     Client<'b, 's, TlsStream<'b, FromTokio<tokio::net::TcpStream>, TokioTimer>, TokioTimer, N>;
-
-/// Buffers for one connection (MQTT rx/tx, TLS with max_fragment_length 1024).
-struct ClientBuffers {
-    tls_read: Vec<u8>,
-    tls_write: Vec<u8>,
-    rx: Vec<u8>,
-    tx: Vec<u8>,
-}
-
-impl ClientBuffers {
-    fn new() -> Self {
-        ClientBuffers {
-            tls_read: vec![0; MaxFragmentLength::Bytes1024.read_buffer_len()],
-            tls_write: vec![0; 1024 + 128],
-            rx: vec![0; 4096],
-            tx: vec![0; 1024],
-        }
-    }
-
-    fn get(&mut self) -> Buffers<'_> {
-        Buffers {
-            tls_read: &mut self.tls_read,
-            tls_write: &mut self.tls_write,
-            rx: &mut self.rx,
-            tx: &mut self.tx,
-        }
-    }
-}
 
 fn tls_options(pins: &[Pin]) -> TlsOptions<'_> {
     TlsOptions::new(SERVER_NAME, Trust::pinned(pins))

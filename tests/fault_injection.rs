@@ -20,7 +20,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use embedded_io_adapters::tokio_1::FromTokio;
-use mqtts::client::{Buffers, ConnectOptions, Event};
+use mqtts::client::{ConnectOptions, Event};
 use mqtts::mqtt::QoS;
 use mqtts::reconnect::{Backoff, Connector, Supervisor};
 use mqtts::tls::{MaxFragmentLength, TlsOptions};
@@ -108,34 +108,6 @@ fn tls_options(pins: &[Pin]) -> TlsOptions<'_> {
     TlsOptions::new(SERVER_NAME, Trust::pinned(pins))
         .with_max_fragment_length(MaxFragmentLength::Bytes1024)
         .with_handshake_timeout_ms(10_000)
-}
-
-/// Buffers for one client, reused across its connections.
-struct ClientBuffers {
-    tls_read: Vec<u8>,
-    tls_write: Vec<u8>,
-    rx: Vec<u8>,
-    tx: Vec<u8>,
-}
-
-impl ClientBuffers {
-    fn new() -> Self {
-        ClientBuffers {
-            tls_read: vec![0; MaxFragmentLength::Bytes1024.read_buffer_len()],
-            tls_write: vec![0; 1024 + 128],
-            rx: vec![0; 4096],
-            tx: vec![0; 1024],
-        }
-    }
-
-    fn get(&mut self) -> Buffers<'_> {
-        Buffers {
-            tls_read: &mut self.tls_read,
-            tls_write: &mut self.tls_write,
-            rx: &mut self.rx,
-            tx: &mut self.tx,
-        }
-    }
 }
 
 /// What one side saw.

@@ -238,3 +238,32 @@ fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("bind an ephemeral port")
 }
+
+/// Buffers for one client connection to the broker (MQTT rx 4 KB / tx 1 KB,
+/// TLS sized for max_fragment_length 1024), reused across its connections.
+pub struct ClientBuffers {
+    tls_read: Vec<u8>,
+    tls_write: Vec<u8>,
+    rx: Vec<u8>,
+    tx: Vec<u8>,
+}
+
+impl ClientBuffers {
+    pub fn new() -> Self {
+        ClientBuffers {
+            tls_read: vec![0; mqtts::tls::MaxFragmentLength::Bytes1024.read_buffer_len()],
+            tls_write: vec![0; 1024 + 128],
+            rx: vec![0; 4096],
+            tx: vec![0; 1024],
+        }
+    }
+
+    pub fn get(&mut self) -> mqtts::client::Buffers<'_> {
+        mqtts::client::Buffers {
+            tls_read: &mut self.tls_read,
+            tls_write: &mut self.tls_write,
+            rx: &mut self.rx,
+            tx: &mut self.tx,
+        }
+    }
+}
