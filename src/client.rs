@@ -39,7 +39,7 @@
 //! it writes (an acknowledgement, a PINGREQ) may leave half a packet on the
 //! wire: the connection must then be abandoned.
 
-use crate::error::{ConfigError, Error, FilterName};
+use crate::error::{ConfigError, Error};
 pub use crate::mqtt::encode::Will;
 use crate::mqtt::encode::{self, Ack};
 use crate::mqtt::frame::{self, FixedHeader, Incoming, PacketType, Publish};
@@ -805,7 +805,7 @@ where
                 None => {
                     return Err(Error::SubscriptionRefused {
                         index,
-                        filter: truncated(filter),
+                        filter: crate::error::truncated(filter),
                     });
                 }
             }
@@ -1593,16 +1593,6 @@ fn packet_type(packet: &Incoming<'_>) -> PacketType {
         Incoming::Unsuback(_) => PacketType::Unsuback,
         Incoming::Pingresp => PacketType::Pingresp,
     }
-}
-
-fn truncated(filter: &str) -> FilterName {
-    let mut out = FilterName::new();
-    for c in filter.chars() {
-        if out.push(c).is_err() {
-            break;
-        }
-    }
-    out
 }
 
 /// Stands for "the receive buffer is full of messages for `poll`" inside

@@ -16,6 +16,20 @@ pub const MAX_SERVER_NAME_LEN: usize = 253;
 /// A server name kept inside an error.
 pub type ServerName = heapless::String<MAX_SERVER_NAME_LEN>;
 
+/// The longest prefix of `text` that fits `N` bytes, cut at a character
+/// boundary: how names and filters are kept inside errors.
+pub(crate) fn truncated<const N: usize>(text: &str) -> heapless::String<N> {
+    let mut end = text.len().min(N);
+    // Ends at 0 at the latest, which is always a boundary.
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = heapless::String::new();
+    // Cannot fail: at most `N` bytes.
+    let _ = out.push_str(text.get(..end).unwrap_or_default());
+    out
+}
+
 /// Everything that can make [`connect`](crate::tls::connect) or a later read
 /// or write fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -719,6 +733,19 @@ impl From<ConfigError> for Error {
 mod tests {
     use super::UtcTime;
     use std::string::ToString as _;
+
+    /// Names and filters kept in errors are cut at a character boundary,
+    /// never inside a UTF-8 sequence.
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(super::truncated::<8>("broker.test").as_str(), "broker.t");
+        assert_eq!(super::truncated::<8>("short").as_str(), "short");
+        // "é" is 2 bytes: 7 ASCII + "é" is 9, so it is dropped whole.
+        assert_eq!(super::truncated::<8>("abcdefgé").as_str(), "abcdefg");
+        assert_eq!(super::truncated::<3>("€€").as_str(), "€");
+        assert_eq!(super::truncated::<2>("€").as_str(), "");
+        assert_eq!(super::truncated::<0>("a").as_str(), "");
+    }
 
     #[test]
     fn utc_times() {

@@ -102,28 +102,15 @@ pub(super) fn verify_chain(
     .map_err(Failure::Config)?;
     chain_result.map_err(|e| map_error(&e, chain))?;
 
-    let name = ServerName::try_from(server_name).map_err(|_| {
-        Failure::Certificate(CertificateError::NameMismatch {
-            expected: truncated_name(server_name),
-        })
-    })?;
-    end_entity
-        .verify_is_valid_for_subject_name(&name)
-        .map_err(|_| {
-            Failure::Certificate(CertificateError::NameMismatch {
-                expected: truncated_name(server_name),
-            })
-        })
-}
-
-fn truncated_name(name: &str) -> NameBuf {
-    let mut out = NameBuf::new();
-    for c in name.chars() {
-        if out.push(c).is_err() {
-            break;
-        }
+    let valid_for_name = ServerName::try_from(server_name)
+        .is_ok_and(|name| end_entity.verify_is_valid_for_subject_name(&name).is_ok());
+    if valid_for_name {
+        Ok(())
+    } else {
+        Err(Failure::Certificate(CertificateError::NameMismatch {
+            expected: crate::error::truncated(server_name),
+        }))
     }
-    out
 }
 
 /// Translates webpki's verdict into the cause a person can act on.
