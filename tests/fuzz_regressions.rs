@@ -11,6 +11,8 @@
 
 #[path = "support/mqttrs_oracle.rs"]
 mod mqttrs_oracle;
+#[path = "../fuzz/src/trust_input.rs"]
+mod trust_input;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -116,36 +118,9 @@ fn fingerprint_corpus_parses_or_names_the_mistake() {
 }
 
 /// Splits a trust-target input (fuzz/src/trust.rs): four header bytes, then
-/// DER blobs back to back.
+/// DER blobs back to back, as the target does.
 fn blobs(data: &[u8]) -> Vec<&[u8]> {
-    let mut rest = data.get(4..).unwrap_or_default();
-    let mut out = Vec::new();
-    while !rest.is_empty() && out.len() < 12 {
-        let len = der_len(rest)
-            .filter(|_| out.len() + 1 < 12)
-            .unwrap_or(rest.len());
-        out.push(&rest[..len]);
-        rest = &rest[len..];
-    }
-    out
-}
-
-fn der_len(bytes: &[u8]) -> Option<usize> {
-    let first = *bytes.get(1)?;
-    let (header, len) = if first < 0x80 {
-        (2, usize::from(first))
-    } else {
-        let count = usize::from(first & 0x7F);
-        if count == 0 || count > 4 {
-            return None;
-        }
-        let len = bytes
-            .get(2..2 + count)?
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (2 + count, len)
-    };
-    (header + len <= bytes.len()).then_some(header + len)
+    trust_input::split_blobs(data.get(4..).unwrap_or_default())
 }
 
 #[test]

@@ -9,3 +9,4 @@ pub mod frames;
 pub mod mqttrs_oracle;
 pub mod session;
 pub mod trust;
+pub mod trust_input;

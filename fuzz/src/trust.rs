@@ -17,9 +17,7 @@ use mqtts::error::{CertificateError, ConfigError};
 use mqtts::fingerprint::Fingerprint;
 use mqtts::trust::{CertificateInfo, KeyAlgorithm, Pin, PresentedCertificate, Trust};
 
-/// The most blobs read from one input (a chain of `MAX_CHAIN_LEN` + 1, and
-/// three anchors).
-const MAX_BLOBS: usize = 12;
+use crate::trust_input::split_blobs;
 
 /// Names dialled; the seed leaves are issued for `broker.test`.
 pub const SERVER_NAMES: [&str; 10] = [
@@ -66,40 +64,6 @@ pub fn input(mode: u8, anchors: u8, name: u8, time: u8, pins: u8, blobs: &[&[u8]
         out.extend_from_slice(blob);
     }
     out
-}
-
-/// The length of the DER element at the start of `bytes`, if its header
-/// is readable and it fits.
-fn der_len(bytes: &[u8]) -> Option<usize> {
-    let first = *bytes.get(1)?;
-    let (header, len) = if first < 0x80 {
-        (2, usize::from(first))
-    } else {
-        let count = usize::from(first & 0x7F);
-        if count == 0 || count > 4 {
-            return None;
-        }
-        let len = bytes
-            .get(2..2 + count)?
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (2 + count, len)
-    };
-    let total = header + len;
-    (total <= bytes.len()).then_some(total)
-}
-
-fn split_blobs(mut data: &[u8]) -> Vec<&[u8]> {
-    let mut blobs = Vec::new();
-    while !data.is_empty() && blobs.len() < MAX_BLOBS {
-        let len = match der_len(data) {
-            Some(len) if blobs.len() + 1 < MAX_BLOBS => len,
-            _ => data.len(),
-        };
-        blobs.push(&data[..len]);
-        data = &data[len..];
-    }
-    blobs
 }
 
 /// The instant of header byte 2 (`None`: no clock), some relative to the
