@@ -115,6 +115,10 @@ impl Phase {
     }
 }
 
+/// Application records up after which a plan that has not fired cuts
+/// anyway (see `Tracker::on_record_start`).
+const PLAN_BACKSTOP_RECORDS: u64 = 40;
+
 /// When to cut one connection.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Plan {
@@ -729,6 +733,26 @@ impl Tracker {
 
     fn on_record_start(&mut self, dir: Dir, record: Record) {
         let plan = self.plan;
+        // A plan that has not fired within `PLAN_BACKSTOP_RECORDS`
+        // application records up cuts in the middle of the next one, so
+        // that every connection while cutting is on is cut: phases are
+        // told apart by record sizes, and packets the client sends
+        // together in one record (a PUBREL with the next PUBLISH) can hide
+        // one for a whole connection; a fast client can send all its
+        // messages before an `AfterMillis` plan's time.
+        if matches!(
+            plan,
+            Some(Plan::AtPhase { .. } | Plan::AfterMillis(_) | Plan::AtRecord { .. })
+        ) && dir == Dir::Up
+            && self.cut_in_record.is_none()
+            && record.index
+                >= self
+                    .first_app_record_up()
+                    .saturating_add(PLAN_BACKSTOP_RECORDS)
+        {
+            self.cut_in_record = Some((dir, record.index, (record.len / 2).max(RECORD_HEADER)));
+            return;
+        }
         match plan {
             Some(Plan::AtRecord {
                 dir: d,
