@@ -44,6 +44,7 @@ pub use crate::mqtt::encode::Will;
 use crate::mqtt::encode::{self, Ack};
 use crate::mqtt::frame::{self, FixedHeader, Incoming, PacketType, Publish};
 
+use crate::keep_alive::{Due, KeepAlive};
 use crate::mqtt::{ConnackCode, PacketId, ProtocolError, QoS, topic};
 use crate::session::{Resend, Session, SessionState};
 use crate::time::{Millis, Timer};
@@ -296,24 +297,34 @@ pub enum Event<'a> {
     },
 }
 
-/// A message skipped for its size, kept for `poll` to report.
+/// A message skipped for its size, kept for `poll` to report (8 bytes:
+/// the client keeps [`TOO_LARGE_QUEUE`] of them for its whole life; the
+/// capacity is the receive buffer's length, known when reporting).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct TooLarge {
-    size: usize,
-    capacity: usize,
+    /// The PUBLISH frame's size: at most 5 + 268,435,455 bytes (§2.2.3).
+    size: u32,
     qos: QoS,
     packet_id: Option<PacketId>,
 }
 
-impl From<TooLarge> for Event<'_> {
-    fn from(t: TooLarge) -> Self {
+impl TooLarge {
+    fn event(self, capacity: usize) -> Event<'static> {
         Event::MessageTooLarge {
-            size: t.size,
-            capacity: t.capacity,
-            qos: t.qos,
-            packet_id: t.packet_id,
+            size: self.size as usize,
+            capacity,
+            qos: self.qos,
+            packet_id: self.packet_id,
         }
     }
+}
+
+/// The message the last [`Client::poll`] returned: a frame at the front of
+/// the receive buffer, and the acknowledgement it is owed.
+#[derive(Debug, Clone, Copy)]
+struct Delivered {
+    len: usize,
+    ack: Option<(Ack, PacketId)>,
 }
 
 /// How many skipped-message reports wait for `poll` at most; while
@@ -402,18 +413,16 @@ pub struct Client<'b, 's, T, TM, const N: usize> {
     session: &'b mut SessionState<'s, N>,
     rx: Rx<'b>,
     tx: &'b mut [u8],
-    keep_alive_ms: Millis,
-    last_sent: Millis,
-    last_received: Millis,
-    ping_sent: Option<Millis>,
+    keep_alive: KeepAlive,
     /// Reads that took what had arrived while packets stayed queued (see
     /// `read_more`); reset by every flush.
     reads_before_flush: u8,
     /// A message handed to the application by the last `poll`: its frame is
     /// removed and its acknowledgement sent at the next call.
-    delivered: Option<(FrameAt, Option<[u8; 4]>)>,
+    delivered: Option<Delivered>,
     too_large: Deque<TooLarge, TOO_LARGE_QUEUE>,
-    requests: Vec<Request, 4>,
+    // `u8` length: this lives as long as the connection.
+    requests: Vec<Request, 4, u8>,
     /// The SUBSCRIBE of `ConnectOptions::subscriptions`, if its SUBACK had
     /// not come when `connect` returned.
     connect_subscription: Option<PacketId>,
@@ -434,7 +443,7 @@ impl<T, TM, const N: usize> core::fmt::Debug for Client<'_, '_, T, TM, N> {
         f.debug_struct("Client")
             .field("in_flight", &self.session.in_flight())
             .field("queued_bytes", &self.rx.queued)
-            .field("keep_alive_ms", &self.keep_alive_ms)
+            .field("keep_alive_ms", &self.keep_alive.interval_ms())
             .field("broken", &self.broken)
             .finish_non_exhaustive()
     }
@@ -529,10 +538,7 @@ where
                 skip: 0,
             },
             tx,
-            keep_alive_ms: Millis::from(options.keep_alive_secs) * 1000,
-            last_sent: now,
-            last_received: now,
-            ping_sent: None,
+            keep_alive: KeepAlive::new(options.keep_alive_secs, now),
             reads_before_flush: 0,
             delivered: None,
             too_large: Deque::new(),
@@ -844,7 +850,7 @@ where
             return Ok(Event::Published(id));
         }
         if let Some(skipped) = self.too_large.pop_front() {
-            return Ok(skipped.into());
+            return Ok(skipped.event(self.rx.buf.len()));
         }
         loop {
             let frame = if self.rx.queued > 0 {
@@ -859,7 +865,7 @@ where
                 match self.read_frame(None).await? {
                     Read::Frame(frame) => frame,
                     Read::Skipped => match self.too_large.pop_front() {
-                        Some(skipped) => return Ok(skipped.into()),
+                        Some(skipped) => return Ok(skipped.event(self.rx.buf.len())),
                         None => continue,
                     },
                 }
@@ -872,7 +878,13 @@ where
                         self.queue_bytes(&pubrec).await?;
                     }
                     IncomingAck::Deliver(ack) => {
-                        self.delivered = Some((frame, ack));
+                        // Delivered frames are at the front: either the
+                        // oldest kept one, or one read into an empty queue.
+                        debug_assert_eq!(frame.start, 0);
+                        self.delivered = Some(Delivered {
+                            len: frame.len,
+                            ack,
+                        });
                         let bytes = self.rx.buf.get(frame.start..frame.start + frame.len);
                         return match frame::decode(bytes.unwrap_or_default())? {
                             Incoming::Publish(publish) => Ok(Event::Message(publish)),
@@ -1025,35 +1037,32 @@ where
     /// Callers test `delivered` first: building this future only when there
     /// is something to finish keeps it off the publish fast path.
     async fn finish_delivery(&mut self) -> Result<(), Error> {
-        if let Some((frame, ack)) = self.delivered {
+        if let Some(Delivered { len, ack }) = self.delivered {
             // Acknowledge first: if this is cancelled, the message stays
             // delivered-but-unacknowledged and the connection is abandoned.
-            if let Some(ack) = ack {
+            if let Some((kind, id)) = ack {
                 // Queued: it leaves with the next flush, which every wait
                 // for the broker starts with.
-                self.queue_bytes(&ack).await?;
+                self.queue_bytes(&encode::ack(kind, id)).await?;
             }
             self.delivered = None;
-            self.rx.remove(frame.start, frame.len);
+            self.rx.remove(0, len);
         }
         Ok(())
     }
 
     fn incoming_ack(&mut self, qos: QoS, id: Option<PacketId>) -> Result<IncomingAck, Error> {
         Ok(match (qos, id) {
-            (QoS::AtLeastOnce, Some(id)) => {
-                IncomingAck::Deliver(Some(encode::ack(Ack::Puback, id)))
-            }
+            (QoS::AtLeastOnce, Some(id)) => IncomingAck::Deliver(Some((Ack::Puback, id))),
             (QoS::ExactlyOnce, Some(id)) => {
-                let pubrec = encode::ack(Ack::Pubrec, id);
                 let is_new = self
                     .session
                     .on_incoming_qos2(id)
                     .inspect_err(|_| self.broken = true)?;
                 if is_new {
-                    IncomingAck::Deliver(Some(pubrec))
+                    IncomingAck::Deliver(Some((Ack::Pubrec, id)))
                 } else {
-                    IncomingAck::Duplicate(pubrec)
+                    IncomingAck::Duplicate(encode::ack(Ack::Pubrec, id))
                 }
             }
             _ => IncomingAck::Deliver(None),
@@ -1181,10 +1190,8 @@ where
                 self.session.on_pubrel(id);
                 (None, Some(encode::ack(Ack::Pubcomp, id)))
             }
-            Control::Pingresp => {
-                self.ping_sent = None;
-                (None, None)
-            }
+            // Its arrival already answered the PINGREQ (`read_more`).
+            Control::Pingresp => (None, None),
             Control::Unsuback(id) => (Some(Done::Unsubscribed(id)), None),
             Control::Connack => {
                 self.broken = true;
@@ -1308,8 +1315,8 @@ where
         self.rx.filled = 0;
         // `read_frame` checked there is room.
         let _ = self.too_large.push_back(TooLarge {
-            size,
-            capacity,
+            // `FixedHeader` caps the remaining length at 268,435,455 (§2.2.3).
+            size: u32::try_from(size).unwrap_or(u32::MAX),
             qos,
             packet_id,
         });
@@ -1326,7 +1333,7 @@ where
     /// Reads more bytes into the receive buffer (discarding bytes of a
     /// skipped packet), or acts on the keep-alive timer.
     async fn read_more(&mut self, connect_deadline: Option<Millis>) -> Result<(), Error> {
-        let deadline = connect_deadline.unwrap_or_else(|| self.keep_alive_deadline());
+        let deadline = connect_deadline.unwrap_or_else(|| self.keep_alive.deadline());
         if self.rx.filled >= self.rx.buf.len() {
             // Cannot happen: a frame larger than the buffer is skipped.
             self.broken = true;
@@ -1376,8 +1383,7 @@ where
                 Err(Error::ConnectionClosed)
             }
             Ok(Some(n)) => {
-                self.last_received = self.timer.now();
-                self.ping_sent = None;
+                self.keep_alive.on_received(self.timer.now());
                 // Discard bytes of a skipped packet.
                 let drop = n.min(self.rx.skip);
                 if drop > 0 {
@@ -1395,23 +1401,6 @@ where
         }
     }
 
-    /// When the next keep-alive action is due (§3.1.2.10): PINGREQ once
-    /// nothing was sent or received for the interval, and the connection is
-    /// dead half an interval after an unanswered PINGREQ, so a silent broker
-    /// is detected within 1.5 intervals.
-    fn keep_alive_deadline(&self) -> Millis {
-        if self.keep_alive_ms == 0 {
-            return Millis::MAX;
-        }
-        match self.ping_sent {
-            Some(sent) => sent.saturating_add(self.keep_alive_ms / 2),
-            None => self
-                .last_sent
-                .min(self.last_received)
-                .saturating_add(self.keep_alive_ms),
-        }
-    }
-
     async fn on_timer(&mut self, connect_deadline: Option<Millis>) -> Result<(), Error> {
         let now = self.timer.now();
         if let Some(deadline) = connect_deadline {
@@ -1421,16 +1410,18 @@ where
             }
             return Ok(());
         }
-        if self.keep_alive_ms == 0 || now < self.keep_alive_deadline() {
-            return Ok(());
+        match self.keep_alive.due(now) {
+            Due::Nothing => Ok(()),
+            Due::Dead => {
+                self.broken = true;
+                Err(Error::KeepAliveTimeout)
+            }
+            Due::Ping => {
+                self.send_bytes(&encode::PINGREQ).await?;
+                self.keep_alive.on_ping_sent(now);
+                Ok(())
+            }
         }
-        if self.ping_sent.is_some() {
-            self.broken = true;
-            return Err(Error::KeepAliveTimeout);
-        }
-        self.send_bytes(&encode::PINGREQ).await?;
-        self.ping_sent = Some(now);
-        Ok(())
     }
 
     /// Sends the first `len` bytes of `tx`, and whatever was queued before.
@@ -1461,7 +1452,7 @@ where
         result.inspect_err(|_| self.broken = true)?;
         self.writing = false;
         self.unflushed = false;
-        self.last_sent = self.timer.now();
+        self.keep_alive.on_sent(self.timer.now());
         Ok(())
     }
 }
@@ -1571,7 +1562,7 @@ enum Control {
 }
 
 enum IncomingAck {
-    Deliver(Option<[u8; 4]>),
+    Deliver(Option<(Ack, PacketId)>),
     Duplicate([u8; 4]),
 }
 

@@ -85,6 +85,7 @@ pub mod esp_at;
 pub mod fingerprint;
 #[cfg(feature = "flespi")]
 pub mod flespi;
+mod keep_alive;
 pub mod mqtt;
 pub mod reconnect;
 pub mod session;

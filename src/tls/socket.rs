@@ -30,8 +30,24 @@ use embedded_io_async::{Read, Write};
 /// Where a TLS read may stop waiting for a new record, or how long a
 /// write may block; shared between the stream and the socket inside
 /// embedded-tls.
-#[derive(Debug, Default)]
-pub struct ReadDeadline(Cell<Option<Stop>>);
+///
+/// One `u64` (it lives in every [`Session`](crate::Session)): a [`Stop`]
+/// packed as [`NO_STOP`], an `At` time below [`AFTER`], or `AFTER | ms`.
+/// Times and timeouts of 2^63 ms and more (millions of years; only
+/// saturated sums reach them) mean "never", as no stop does.
+#[derive(Debug)]
+pub struct ReadDeadline(Cell<u64>);
+
+impl Default for ReadDeadline {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// [`ReadDeadline`]'s encoding of "no stop".
+const NO_STOP: u64 = u64::MAX;
+/// [`ReadDeadline`]'s mark of a `Stop::After`.
+const AFTER: u64 = 1 << 63;
 
 /// When a socket operation stops waiting.
 #[derive(Debug, Clone, Copy)]
@@ -45,21 +61,28 @@ enum Stop {
 impl ReadDeadline {
     /// No deadline.
     pub const fn new() -> Self {
-        Self(Cell::new(None))
+        Self(Cell::new(NO_STOP))
     }
 
     pub(crate) fn set(&self, deadline: Option<Millis>) {
-        self.0.set(deadline.map(Stop::At));
+        self.0.set(match deadline {
+            Some(at) if at < AFTER => at,
+            _ => NO_STOP,
+        });
     }
 
     /// Socket operations stop `ms` after they first have to wait: the
     /// clock is read only then, never on the fast path.
     pub(crate) fn set_timeout(&self, ms: Millis) {
-        self.0.set(Some(Stop::After(ms)));
+        self.0.set(if ms < AFTER { AFTER | ms } else { NO_STOP });
     }
 
     fn get(&self) -> Option<Stop> {
-        self.0.get()
+        match self.0.get() {
+            NO_STOP => None,
+            v if v & AFTER != 0 => Some(Stop::After(v & !AFTER)),
+            at => Some(Stop::At(at)),
+        }
     }
 }
 
@@ -370,6 +393,28 @@ mod tests {
     /// The write bound covers one TLS write or flush (many socket writes),
     /// counted from its first wait: a peer taking a byte every 29 s cannot
     /// keep renewing it (found in review).
+    #[test]
+    fn a_deadline_packs_into_one_word() {
+        let cell = ReadDeadline::default();
+        assert!(cell.get().is_none());
+        cell.set(Some(0));
+        assert!(matches!(cell.get(), Some(Stop::At(0))));
+        cell.set(Some(AFTER - 1));
+        assert!(matches!(cell.get(), Some(Stop::At(at)) if at == AFTER - 1));
+        cell.set_timeout(30_000);
+        assert!(matches!(cell.get(), Some(Stop::After(30_000))));
+        cell.set_timeout(0);
+        assert!(matches!(cell.get(), Some(Stop::After(0))));
+        // Saturated sums mean "never", as no stop does.
+        cell.set(Some(Millis::MAX));
+        assert!(cell.get().is_none());
+        cell.set_timeout(AFTER);
+        assert!(cell.get().is_none());
+        cell.set(None);
+        assert!(cell.get().is_none());
+        assert_eq!(size_of::<ReadDeadline>(), 8);
+    }
+
     #[test]
     fn a_dripping_peer_cannot_stretch_one_write_past_the_bound() {
         let clock = Cell::new(1_000);

@@ -390,6 +390,26 @@ mod variant {
     /// QoS 1 messages in flight at once.
     const IN_FLIGHT: usize = 4;
 
+    /// Issue 6, item 2, checked on the 32-bit targets it is about: with
+    /// full 16 KB records, everything a connection keeps besides the TLS
+    /// read buffer fits 4 KiB. The client (which owns the TLS stream and
+    /// its key schedule) and the session, plus the reference buffers of
+    /// tests/footprint.rs: TLS write 1,152 (1,024 + 128), rx 512, tx 256,
+    /// outbox 512, four messages in flight. A change that grows past it
+    /// fails this build (the host test of the same sum, with 64-bit
+    /// pointers, cannot check it).
+    const STATE_AND_BUFFERS_EXCEPT_READ: usize = size_of::<
+        Client<'static, 'static, mqtts::tls::TlsStream<'static, StubSocket, StubTimer>, StubTimer, 4>,
+    >() + size_of::<Session<'static, 4>>()
+        + (1024 + 128)
+        + 512
+        + 256
+        + 512;
+    const _: () = assert!(
+        STATE_AND_BUFFERS_EXCEPT_READ <= 4096,
+        "issue 6: a connection with full records needs more than the read buffer + 4 KiB"
+    );
+
     pub fn run() {
         let mut tls_read = [0u8; TLS_READ];
         let mut tls_write = [0u8; TLS_WRITE];
