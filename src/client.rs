@@ -337,6 +337,43 @@ const TOO_LARGE_QUEUE: usize = 4;
 /// packets can add to outgoing ones.
 const MAX_READS_BEFORE_FLUSH: u8 = 16;
 
+/// What the receive buffer holds (see `Client::frame_at_hand`).
+#[derive(Debug, Clone, Copy)]
+enum AtHand {
+    /// A whole frame.
+    Frame(FrameAt),
+    /// A message too large for the buffer was skipped and queued as a
+    /// report; the acknowledgement it is owed, if any.
+    Skipped(Option<Reply>),
+    /// Not a whole frame yet.
+    Incomplete,
+}
+
+/// A control packet of at most 4 bytes the read path answers with.
+#[derive(Debug, Clone, Copy)]
+struct Reply {
+    bytes: [u8; 4],
+    len: u8,
+}
+
+impl Reply {
+    const PINGREQ: Self = Self {
+        bytes: [encode::PINGREQ[0], encode::PINGREQ[1], 0, 0],
+        len: 2,
+    };
+
+    fn ack(kind: Ack, id: PacketId) -> Self {
+        Self {
+            bytes: encode::ack(kind, id),
+            len: 4,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
+    }
+}
+
 /// What `read_frame` found.
 #[derive(Debug, Clone, Copy)]
 enum Read {
@@ -1218,49 +1255,69 @@ where
     /// Reads until a whole frame sits at `rx.queued`, answering the
     /// keep-alive timer meanwhile. `connect_deadline` bounds the wait for
     /// CONNACK.
+    ///
+    /// One place awaits each kind of I/O (queueing a reply, and inside
+    /// `read_more` the flush and the read): every `.await` is code in the
+    /// state machine, so replies are decided synchronously and queued here.
     async fn read_frame(&mut self, connect_deadline: Option<Millis>) -> Result<Read, Error> {
         loop {
-            let start = self.rx.queued;
-            let available = self.rx.filled - start;
-            let header = FixedHeader::parse(&self.rx.buf[start..self.rx.filled]);
-            let header = match header {
-                Ok(header) => header,
-                Err(e) => {
-                    self.broken = true;
-                    return Err(e.into());
-                }
+            let (reply, skipped) = match self.frame_at_hand()? {
+                AtHand::Frame(frame) => return Ok(Read::Frame(frame)),
+                AtHand::Skipped(ack) => (ack, true),
+                AtHand::Incomplete => (self.read_more(connect_deadline).await?, false),
             };
-            if let Some(header) = header {
-                let len = header.frame_len();
-                if len <= available {
-                    return Ok(Read::Frame(FrameAt { start, len }));
-                }
-                if len > self.rx.buf.len() {
-                    if start > 0 || self.too_large.is_full() {
-                        // Let `poll` deliver the queued messages and
-                        // reports first; nothing was consumed.
-                        return Err(Error::AckPending(QUEUE_FULL));
-                    }
-                    if self.skip_oversized(header).await? {
-                        return Ok(Read::Skipped);
-                    }
-                } else if len > self.rx.buf.len() - start {
-                    // Fits once the queued messages are delivered.
+            // It leaves with the flush before the next wait.
+            if let Some(reply) = reply {
+                queue_field!(self, reply.bytes());
+            }
+            if skipped {
+                return Ok(Read::Skipped);
+            }
+        }
+    }
+
+    /// What the receive buffer holds at `rx.queued`: a whole frame, a
+    /// message too large for it (skipped here, with the acknowledgement it
+    /// is owed), or not enough yet.
+    fn frame_at_hand(&mut self) -> Result<AtHand, Error> {
+        let start = self.rx.queued;
+        let available = self.rx.filled - start;
+        let header = FixedHeader::parse(&self.rx.buf[start..self.rx.filled]);
+        let header = match header {
+            Ok(header) => header,
+            Err(e) => {
+                self.broken = true;
+                return Err(e.into());
+            }
+        };
+        if let Some(header) = header {
+            let len = header.frame_len();
+            if len <= available {
+                return Ok(AtHand::Frame(FrameAt { start, len }));
+            }
+            if len > self.rx.buf.len() {
+                if start > 0 || self.too_large.is_full() {
+                    // Let `poll` deliver the queued messages and
+                    // reports first; nothing was consumed.
                     return Err(Error::AckPending(QUEUE_FULL));
                 }
-            }
-            if start > 0 && self.rx.filled == self.rx.buf.len() {
-                // Queued messages fill the buffer: `poll` must deliver them.
+                return self.skip_oversized(header);
+            } else if len > self.rx.buf.len() - start {
+                // Fits once the queued messages are delivered.
                 return Err(Error::AckPending(QUEUE_FULL));
             }
-            self.read_more(connect_deadline).await?;
         }
+        if start > 0 && self.rx.filled == self.rx.buf.len() {
+            // Queued messages fill the buffer: `poll` must deliver them.
+            return Err(Error::AckPending(QUEUE_FULL));
+        }
+        Ok(AtHand::Incomplete)
     }
 
     /// A packet larger than the receive buffer: reads what identifies it,
     /// reports it, acknowledges it and discards the rest as it arrives.
-    /// `Ok(false)` while more bytes are needed to identify it.
-    async fn skip_oversized(&mut self, header: FixedHeader) -> Result<bool, Error> {
+    /// [`AtHand::Incomplete`] while more bytes are needed to identify it.
+    fn skip_oversized(&mut self, header: FixedHeader) -> Result<AtHand, Error> {
         let capacity = self.rx.buf.len();
         let size = header.frame_len();
         if header.packet_type != PacketType::Publish {
@@ -1291,7 +1348,7 @@ where
             None
         } else {
             let Some(&[hi, lo]) = body.get(..2) else {
-                return Ok(false);
+                return Ok(AtHand::Incomplete);
             };
             let id_at = 2 + usize::from(u16::from_be_bytes([hi, lo]));
             if header.header_len + id_at + 2 > capacity {
@@ -1300,7 +1357,7 @@ where
             } else {
                 match body.get(id_at..id_at + 2) {
                     Some(&[hi, lo]) => PacketId::new(u16::from_be_bytes([hi, lo])),
-                    _ => return Ok(false),
+                    _ => return Ok(AtHand::Incomplete),
                 }
             }
         };
@@ -1320,19 +1377,20 @@ where
             qos,
             packet_id,
         });
-        match (qos, packet_id) {
-            (QoS::AtLeastOnce, Some(id)) => self.send_bytes(&encode::ack(Ack::Puback, id)).await?,
-            (QoS::ExactlyOnce, Some(id)) => {
-                self.send_bytes(&encode::ack(Ack::Pubrec, id)).await?;
-            }
-            _ => {}
-        }
-        Ok(true)
+        Ok(AtHand::Skipped(match (qos, packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => Some(Reply::ack(Ack::Puback, id)),
+            (QoS::ExactlyOnce, Some(id)) => Some(Reply::ack(Ack::Pubrec, id)),
+            _ => None,
+        }))
     }
 
     /// Reads more bytes into the receive buffer (discarding bytes of a
-    /// skipped packet), or acts on the keep-alive timer.
-    async fn read_more(&mut self, connect_deadline: Option<Millis>) -> Result<(), Error> {
+    /// skipped packet), or acts on the keep-alive timer: a PINGREQ due is
+    /// returned, for the caller to queue.
+    async fn read_more(
+        &mut self,
+        connect_deadline: Option<Millis>,
+    ) -> Result<Option<Reply>, Error> {
         let deadline = connect_deadline.unwrap_or_else(|| self.keep_alive.deadline());
         if self.rx.filled >= self.rx.buf.len() {
             // Cannot happen: a frame larger than the buffer is skipped.
@@ -1350,19 +1408,17 @@ where
         // read take only what is there (nothing is lost when it stops);
         // `MAX_READS_BEFORE_FLUSH` bounds how long a stream of incoming
         // packets can hold the queued ones back.
-        let mut at_hand_only = false;
-        if self.unflushed {
-            if self.reads_before_flush < MAX_READS_BEFORE_FLUSH {
-                self.reads_before_flush += 1;
-                at_hand_only = true;
-            } else {
+        let mut at_hand_only = self.unflushed && self.reads_before_flush < MAX_READS_BEFORE_FLUSH;
+        if at_hand_only {
+            self.reads_before_flush += 1;
+        }
+        let filled = self.rx.filled;
+        let read = loop {
+            if self.unflushed && !at_hand_only {
                 // About to wait for the broker: what was queued leaves
                 // now, in as few records as the write buffer allows.
                 self.flush_pending().await?;
             }
-        }
-        let filled = self.rx.filled;
-        let read = loop {
             {
                 // Its own scope: the result (it holds an `Error`) must not
                 // be kept in the future across the flush below.
@@ -1374,7 +1430,6 @@ where
                 }
             }
             // Nothing at hand: send what is queued, then wait.
-            self.flush_pending().await?;
             at_hand_only = false;
         };
         match read {
@@ -1391,9 +1446,9 @@ where
                     self.rx.skip -= drop;
                 }
                 self.rx.filled += n - drop;
-                Ok(())
+                Ok(None)
             }
-            Ok(None) => self.on_timer(connect_deadline).await,
+            Ok(None) => self.on_timer(connect_deadline),
             Err(e) => {
                 self.broken = true;
                 Err(e)
@@ -1401,25 +1456,29 @@ where
         }
     }
 
-    async fn on_timer(&mut self, connect_deadline: Option<Millis>) -> Result<(), Error> {
+    /// A wait reached its deadline: CONNACK is late, or keep-alive wants a
+    /// PINGREQ (returned, for the caller to queue) or gives up.
+    fn on_timer(&mut self, connect_deadline: Option<Millis>) -> Result<Option<Reply>, Error> {
         let now = self.timer.now();
         if let Some(deadline) = connect_deadline {
             if now >= deadline {
                 self.broken = true;
                 return Err(Error::ConnackTimeout);
             }
-            return Ok(());
+            return Ok(None);
         }
         match self.keep_alive.due(now) {
-            Due::Nothing => Ok(()),
+            Due::Nothing => Ok(None),
             Due::Dead => {
                 self.broken = true;
                 Err(Error::KeepAliveTimeout)
             }
             Due::Ping => {
-                self.send_bytes(&encode::PINGREQ).await?;
+                // Queued by the caller, flushed before its next wait (at
+                // once unless something has arrived meanwhile, which
+                // answers for the broker anyway).
                 self.keep_alive.on_ping_sent(now);
-                Ok(())
+                Ok(Some(Reply::PINGREQ))
             }
         }
     }
