@@ -38,6 +38,18 @@
 //! one of these futures while it waits for data is safe; dropping it while
 //! it writes (an acknowledgement, a PINGREQ) may leave half a packet on the
 //! wire: the connection must then be abandoned.
+//!
+//! # Inside
+//!
+//! Every method encodes what it sends and describes the rest as a
+//! `Program` (finish the last delivery, write, resend, flush, wait for
+//! CONNACK, an acknowledgement or the next event). One loop, `drive`, is
+//! the only code that awaits I/O: it asks `step`, plain code without I/O,
+//! what to do next (write these bytes, flush, read until this deadline,
+//! done) and reports what happened. The protocol logic thus exists once
+//! and is not spread over the states of nested futures, which keeps the
+//! firmware small (4.9 KB less flash than an async function per operation
+//! on riscv32imc, docs/PERFORMANCE.md).
 
 use crate::error::{ConfigError, Error};
 pub use crate::mqtt::encode::Will;
@@ -349,7 +361,7 @@ enum AtHand {
     Incomplete,
 }
 
-/// A control packet of at most 4 bytes the read path answers with.
+/// A packet of at most 4 bytes: an acknowledgement, PINGREQ, DISCONNECT.
 #[derive(Debug, Clone, Copy)]
 struct Reply {
     bytes: [u8; 4],
@@ -359,6 +371,11 @@ struct Reply {
 impl Reply {
     const PINGREQ: Self = Self {
         bytes: [encode::PINGREQ[0], encode::PINGREQ[1], 0, 0],
+        len: 2,
+    };
+
+    const DISCONNECT: Self = Self {
+        bytes: [encode::DISCONNECT[0], encode::DISCONNECT[1], 0, 0],
         len: 2,
     };
 
@@ -372,15 +389,6 @@ impl Reply {
     fn bytes(&self) -> &[u8] {
         self.bytes.get(..usize::from(self.len)).unwrap_or_default()
     }
-}
-
-/// What `read_frame` found.
-#[derive(Debug, Clone, Copy)]
-enum Read {
-    /// A whole frame at this place in the receive buffer.
-    Frame(FrameAt),
-    /// A message too large for the buffer was skipped and queued as a report.
-    Skipped,
 }
 
 /// A SUBSCRIBE or UNSUBSCRIBE waiting for its acknowledgement.
@@ -486,39 +494,6 @@ impl<T, TM, const N: usize> core::fmt::Debug for Client<'_, '_, T, TM, N> {
     }
 }
 
-/// Writes one whole packet, `$bytes` (which may borrow a field of the
-/// client, hence a macro rather than a method), into the transport's
-/// buffer; it leaves at the next flush. `writing` stays set if the future
-/// is dropped halfway (half a packet may be in the buffer or on the wire:
-/// the next call refuses); `broken` is set on an error. Written out here
-/// rather than as an async function, so that the publish path does not
-/// build and move one more future per message.
-macro_rules! queue_field {
-    ($client:ident, $bytes:expr) => {{
-        $client.writing = true;
-        let written = $client.transport.write_all($bytes).await;
-        written.inspect_err(|_| $client.broken = true)?;
-        $client.writing = false;
-        $client.unflushed = true;
-    }};
-}
-
-/// The steps of [`Client::start_publish`], shared with [`Client::publish`]
-/// as a macro: `publish` awaiting `start_publish` would build and move one
-/// more future per message. Evaluates to the packet identifier.
-macro_rules! queue_publish {
-    ($client:ident, $topic:expr, $payload:expr, $qos:expr, $retain:expr) => {{
-        $client.usable()?;
-        if $client.delivered.is_some() {
-            $client.finish_delivery().await?;
-        }
-        let (id, encoded) = $client.encode_publish($topic, $payload, $qos, $retain)?;
-        let bytes = encoded.bytes($client.tx, $client.session);
-        queue_field!($client, bytes);
-        id
-    }};
-}
-
 impl<'b, 's, T, TM, const N: usize> Client<'b, 's, T, TM, N>
 where
     T: Transport,
@@ -596,53 +571,36 @@ where
             will: options.will,
         };
         let len = encode::connect(&connect, client.tx)?;
-        client.send_tx(len).await?;
-
-        let deadline = client
-            .timer
-            .now()
-            .saturating_add(options.connect_timeout_ms);
-        let frame = match client.read_frame(Some(deadline)).await? {
-            Read::Frame(frame) => frame,
-            // An oversized PUBLISH before CONNACK.
-            Read::Skipped => {
-                client.broken = true;
-                return Err(ProtocolError::UnexpectedPacket(PacketType::Publish).into());
-            }
+        let deadline = now.saturating_add(options.connect_timeout_ms);
+        // The session is resent right after CONNACK, in the same run: one
+        // flush for all of it (nothing is resent with a clean session, which
+        // starts from nothing [MQTT-3.1.2-6]).
+        let mut program = Program::send(Out::Tx(len), Wait::Connack(deadline));
+        let Done::Connack {
+            session_present,
+            code,
+        } = client.run(&mut program).await?
+        else {
+            return Err(Error::Disconnected);
         };
-        let connack = match client.decode(frame)? {
-            Incoming::Connack {
-                session_present,
-                code,
-            } => Ok((session_present, code)),
-            // Nothing may come before CONNACK (§3.2).
-            other => Err(ProtocolError::UnexpectedPacket(packet_type(&other))),
-        };
-        let (session_present, code) = match connack {
-            Ok(connack) => connack,
-            Err(e) => {
-                client.broken = true;
-                return Err(e.into());
-            }
-        };
-        client.rx.remove(frame.start, frame.len);
         if code != ConnackCode::Accepted {
             client.broken = true;
             return Err(Error::ConnectionRefused(code));
         }
-
         if !session_present {
             // The broker forgot us: its QoS 2 receive state is gone too.
             client.session.forget_incoming();
         }
-        // A clean session starts from nothing [MQTT-3.1.2-6]: messages still
-        // in flight from before are not resent, and are dropped (and
-        // counted in `Connected`) only once this connect has succeeded, so a
-        // failed attempt loses nothing.
+        // Messages still in flight from before are resent with a persistent
+        // session; with a clean session they are dropped (and counted in
+        // `Connected`) only once this connect has succeeded, so a failed
+        // attempt loses nothing.
         let resent = if options.clean_session {
             0
         } else {
-            client.resend_in_flight().await?
+            let mut resend = Program::resend();
+            client.run(&mut resend).await?;
+            resend.resent
         };
         // Subscribe unless this session's broker state already has the
         // subscriptions: a broker that reports a session may have created it
@@ -683,38 +641,6 @@ where
         ))
     }
 
-    /// Sends every unacknowledged message again (§4.4).
-    async fn resend_in_flight(&mut self) -> Result<usize, Error> {
-        let mut count = 0;
-        // Collect first: sending borrows the session's outbox.
-        let mut resends: Vec<Resend, N> = Vec::new();
-        for resend in self.session.resends() {
-            let _ = resends.push(resend);
-        }
-        self.writing = true;
-        for resend in resends {
-            match resend {
-                Resend::Publish { offset, len } => {
-                    self.session.set_dup(offset);
-                    let bytes = self.session.stored(offset, len);
-                    self.transport
-                        .write_all(bytes)
-                        .await
-                        .inspect_err(|_| self.broken = true)?;
-                }
-                Resend::Pubrel(id) => {
-                    self.transport
-                        .write_all(&encode::ack(Ack::Pubrel, id))
-                        .await
-                        .inspect_err(|_| self.broken = true)?;
-                }
-            }
-            count += 1;
-        }
-        self.flush_pending().await?;
-        Ok(count)
-    }
-
     /// Publishes a message and waits until the broker has it: returns at
     /// once for QoS 0 (once written), after PUBACK for QoS 1, after PUBCOMP
     /// for QoS 2. Messages arriving meanwhile are kept for [`Client::poll`].
@@ -736,15 +662,14 @@ where
         qos: QoS,
         retain: bool,
     ) -> Result<(), Error> {
-        let id = queue_publish!(self, topic, payload, qos, retain);
-        self.flush_pending().await?;
-        match id {
-            None => Ok(()),
-            Some(id) => {
-                self.wait_for(WaitFor::Completion(id)).await?;
-                Ok(())
-            }
-        }
+        self.usable()?;
+        let (id, out) = self.encode_publish(topic, payload, qos, retain)?;
+        let wait = match id {
+            Some(id) => Wait::For(WaitFor::Completion(id)),
+            None => Wait::Nothing,
+        };
+        let mut program = Program::send(out, wait);
+        self.run(&mut program).await.map(|_| ())
     }
 
     /// Queues a message without waiting for its acknowledgement: up to `N`
@@ -770,24 +695,27 @@ where
         qos: QoS,
         retain: bool,
     ) -> Result<Option<PacketId>, Error> {
-        Ok(queue_publish!(self, topic, payload, qos, retain))
+        self.usable()?;
+        let (id, out) = self.encode_publish(topic, payload, qos, retain)?;
+        let mut program = Program::queue(out);
+        self.run(&mut program).await?;
+        Ok(id)
     }
 
     /// Checks and encodes a PUBLISH: QoS 0 into `tx`, QoS 1/2 into the
-    /// session's outbox (from here on it is in flight). Synchronous, so
-    /// that the publish paths await the transport only.
+    /// session's outbox (from here on it is in flight).
     fn encode_publish(
         &mut self,
         topic: &str,
         payload: &[u8],
         qos: QoS,
         retain: bool,
-    ) -> Result<(Option<PacketId>, Encoded), Error> {
+    ) -> Result<(Option<PacketId>, Out), Error> {
         topic::validate_name(topic)?;
         self.limits.check_publish(topic, qos)?;
         if qos == QoS::AtMostOnce {
             let written = encode::publish(topic, payload, qos, None, retain, false, self.tx)?;
-            return Ok((None, Encoded::Tx(written)));
+            return Ok((None, Out::Tx(written)));
         }
         // A completion not yet reported by `poll` still takes a place, so
         // that the completions queue can never overflow.
@@ -796,25 +724,19 @@ where
         }
         let len = encode::publish_len(topic, payload, qos);
         self.session.check_room(len)?;
-        let requests = &self.requests;
-        let id = self
-            .session
-            .next_id(|id| requests.iter().any(|r| request_id(r) == id))
-            .ok_or(Error::InFlightFull { max: N })?;
+        let id = self.request_id()?;
         let (offset, len) = self.session.store(id, qos, len, |out| {
             encode::publish(topic, payload, qos, Some(id), retain, false, out).map_err(Error::from)
         })?;
-        Ok((Some(id), Encoded::Outbox { offset, len }))
+        Ok((Some(id), Out::Outbox { offset, len }))
     }
 
     /// Sends what [`Client::start_publish`] queued (and pending
     /// acknowledgements) now, without waiting for the broker.
     pub async fn flush(&mut self) -> Result<(), Error> {
         self.usable()?;
-        if self.delivered.is_some() {
-            self.finish_delivery().await?;
-        }
-        self.flush_pending().await
+        let mut program = Program::flush();
+        self.run(&mut program).await.map(|_| ())
     }
 
     /// Whether packets are queued in the transport's write buffer, waiting
@@ -827,10 +749,9 @@ where
     /// its maximum QoS) and returns the QoS the broker granted each. A
     /// refused filter (SUBACK 0x80) is [`Error::SubscriptionRefused`].
     pub async fn subscribe(&mut self, filters: &[(&str, QoS)]) -> Result<Granted, Error> {
-        let id = self.start_request(filters.iter().map(|(f, _)| *f)).await?;
+        let id = self.start_request(filters.iter().map(|(f, _)| *f))?;
         let len = encode::subscribe(id, filters, self.tx)?;
-        let result = self.send_request(Request::Subscribe(id), len).await;
-        let (codes, count) = result?;
+        let (codes, count) = self.send_request(Request::Subscribe(id), len).await?;
         if count != filters.len() {
             self.broken = true;
             return Err(ProtocolError::SubackCountMismatch {
@@ -858,10 +779,11 @@ where
 
     /// Unsubscribes from `filters` and waits for UNSUBACK (§3.10).
     pub async fn unsubscribe(&mut self, filters: &[&str]) -> Result<(), Error> {
-        let id = self.start_request(filters.iter().copied()).await?;
+        let id = self.start_request(filters.iter().copied())?;
         let len = encode::unsubscribe(id, filters, self.tx)?;
-        let result = self.send_request(Request::Unsubscribe(id), len).await;
-        result.map(|_| ())
+        self.send_request(Request::Unsubscribe(id), len)
+            .await
+            .map(|_| ())
     }
 
     /// Waits for the next event: an incoming message, the completion of a
@@ -880,93 +802,24 @@ where
     /// loses nothing.
     pub async fn poll(&mut self) -> Result<Event<'_>, Error> {
         self.usable()?;
-        if self.delivered.is_some() {
-            self.finish_delivery().await?;
-        }
-        if let Some(id) = self.session.take_completed() {
-            return Ok(Event::Published(id));
-        }
-        if let Some(skipped) = self.too_large.pop_front() {
-            return Ok(skipped.event(self.rx.buf.len()));
-        }
-        loop {
-            let frame = if self.rx.queued > 0 {
-                // The oldest message kept while waiting for an acknowledgement.
-                let header = FixedHeader::parse(&self.rx.buf[..self.rx.queued])?
-                    .ok_or(ProtocolError::Truncated)?;
-                FrameAt {
-                    start: 0,
-                    len: header.frame_len(),
-                }
-            } else {
-                match self.read_frame(None).await? {
-                    Read::Frame(frame) => frame,
-                    Read::Skipped => match self.too_large.pop_front() {
-                        Some(skipped) => return Ok(skipped.event(self.rx.buf.len())),
-                        None => continue,
-                    },
-                }
-            };
-            match self.classify(frame)? {
-                Classified::Publish { qos, id } => match self.incoming_ack(qos, id)? {
-                    // A QoS 2 message delivered before: acknowledge, do not deliver.
-                    IncomingAck::Duplicate(pubrec) => {
-                        self.rx.remove(frame.start, frame.len);
-                        self.queue_bytes(&pubrec).await?;
-                    }
-                    IncomingAck::Deliver(ack) => {
-                        // Delivered frames are at the front: either the
-                        // oldest kept one, or one read into an empty queue.
-                        debug_assert_eq!(frame.start, 0);
-                        self.delivered = Some(Delivered {
-                            len: frame.len,
-                            ack,
-                        });
-                        let bytes = self.rx.buf.get(frame.start..frame.start + frame.len);
-                        return match frame::decode(bytes.unwrap_or_default())? {
-                            Incoming::Publish(publish) => Ok(Event::Message(publish)),
-                            other => {
-                                Err(ProtocolError::UnexpectedPacket(packet_type(&other)).into())
-                            }
-                        };
-                    }
-                },
-                Classified::Suback { id, codes, .. } => {
-                    self.rx.remove(frame.start, frame.len);
-                    // Reported if a `subscribe()` gave up waiting for it
-                    // (AckPending); a cancelled one's is ignored.
-                    if self.take_request(Request::Subscribe(id)) {
-                        let refused = codes.iter().position(Option::is_none);
-                        if self.connect_subscription == Some(id) {
-                            self.connect_subscription = None;
-                            if refused.is_none() {
-                                self.session.set_subscribed();
-                            }
-                        }
-                        return Ok(Event::Subscribed {
-                            packet_id: id,
-                            refused,
-                        });
-                    }
-                }
-                Classified::Control(control) => {
-                    self.rx.remove(frame.start, frame.len);
-                    let (done, reply) = self.handle_control(control)?;
-                    if let Some(ack) = reply {
-                        queue_field!(self, &ack);
-                    }
-                    match done {
-                        Some(Done::Completion(id)) => return Ok(Event::Published(id)),
-                        Some(Done::Unsubscribed(id))
-                            if self.take_request(Request::Unsubscribe(id)) =>
-                        {
-                            return Ok(Event::Unsubscribed(id));
-                        }
-                        _ => {}
+        let mut program = Program::poll();
+        Ok(match self.run(&mut program).await? {
+            Done::Message(frame) => {
+                let bytes = self.rx.buf.get(frame.start..frame.start + frame.len);
+                match frame::decode(bytes.unwrap_or_default())? {
+                    Incoming::Publish(publish) => Event::Message(publish),
+                    other => {
+                        return Err(ProtocolError::UnexpectedPacket(packet_type(&other)).into());
                     }
                 }
             }
-        }
+            Done::Published(id) => Event::Published(id),
+            Done::Subscribed { packet_id, refused } => Event::Subscribed { packet_id, refused },
+            Done::Unsubscribed(id) => Event::Unsubscribed(id),
+            Done::TooLarge(skipped) => skipped.event(self.rx.buf.len()),
+            // A poll ends with an event only.
+            _ => return Err(Error::Disconnected),
+        })
     }
 
     /// Sends DISCONNECT (§3.14) and returns the transport, to be closed by
@@ -974,10 +827,8 @@ where
     /// The broker then discards the Last Will.
     pub async fn disconnect(mut self) -> Result<T, Error> {
         self.usable()?;
-        if self.delivered.is_some() {
-            self.finish_delivery().await?;
-        }
-        self.send_bytes(&encode::DISCONNECT).await?;
+        let mut program = Program::send(Out::Small(Reply::DISCONNECT), Wait::Nothing);
+        self.run(&mut program).await?;
         Ok(self.transport)
     }
 
@@ -1005,14 +856,11 @@ where
 
     /// Checks the filters of a SUBSCRIBE/UNSUBSCRIBE (nothing is sent if one
     /// is wrong) and picks its packet identifier.
-    async fn start_request<'f>(
+    fn start_request<'f>(
         &mut self,
         filters: impl ExactSizeIterator<Item = &'f str>,
     ) -> Result<PacketId, Error> {
         self.usable()?;
-        if self.delivered.is_some() {
-            self.finish_delivery().await?;
-        }
         match filters.len() {
             0 => return Err(ConfigError::NoFilters.into()),
             n if n > MAX_FILTERS => return Err(Error::TooManyFilters { max: MAX_FILTERS }),
@@ -1032,16 +880,19 @@ where
         len: usize,
     ) -> Result<(SubackCodes, usize), Error> {
         self.add_request(request);
-        self.send_tx(len).await?;
         let waiting = match request {
             Request::Subscribe(id) => WaitFor::Suback(id),
             Request::Unsubscribe(id) => WaitFor::Unsuback(id),
         };
-        let result = self.wait_for(waiting).await;
+        let mut program = Program::send(Out::Tx(len), Wait::For(waiting));
+        let result = self.run(&mut program).await;
         if !matches!(result, Err(Error::AckPending(_))) {
             self.requests.retain(|r| *r != request);
         }
-        result
+        match result? {
+            Done::Acknowledged(codes, count) => Ok((codes, count)),
+            _ => Ok((SubackCodes::new(), 0)),
+        }
     }
 
     /// Forgets a pending request; `true` if it was pending.
@@ -1068,22 +919,362 @@ where
             .ok_or(Error::InFlightFull { max: N })
     }
 
-    /// Completes the delivery of the message the last `poll` returned:
-    /// removes its frame and acknowledges it (§4.3.2, §4.3.3).
-    ///
-    /// Callers test `delivered` first: building this future only when there
-    /// is something to finish keeps it off the publish fast path.
-    async fn finish_delivery(&mut self) -> Result<(), Error> {
-        if let Some(Delivered { len, ack }) = self.delivered {
-            // Acknowledge first: if this is cancelled, the message stays
-            // delivered-but-unacknowledged and the connection is abandoned.
-            if let Some((kind, id)) = ack {
-                // Queued: it leaves with the next flush, which every wait
-                // for the broker starts with.
-                self.queue_bytes(&encode::ack(kind, id)).await?;
+    /// Carries out `program`, polled in a frame of its own (see
+    /// [`crate::stack`]): every public method runs through here, so the
+    /// I/O state machine exists once in the code.
+    async fn run(&mut self, program: &mut Program) -> Result<Done, Error> {
+        let drive = core::pin::pin!(self.drive(program));
+        crate::stack::separate(drive).await
+    }
+
+    /// The only place the client awaits I/O: asks [`Client::step`] (plain
+    /// code, no I/O) what to do next, does it, and reports the outcome.
+    async fn drive(&mut self, program: &mut Program) -> Result<Done, Error> {
+        loop {
+            match self.step(program)? {
+                Io::Write(out) => {
+                    let bytes = out.bytes(self.tx, self.session);
+                    // `writing` stays set if this future is dropped
+                    // halfway (half a packet may be in the buffer or on the
+                    // wire: the next call refuses).
+                    self.writing = true;
+                    let written = self.transport.write_all(bytes).await;
+                    written.inspect_err(|_| self.broken = true)?;
+                    self.writing = false;
+                    self.unflushed = true;
+                }
+                Io::Flush => {
+                    self.reads_before_flush = 0;
+                    self.writing = true;
+                    let flushed = self.transport.flush().await;
+                    flushed.inspect_err(|_| self.broken = true)?;
+                    self.writing = false;
+                    self.unflushed = false;
+                    program.nothing_at_hand = false;
+                    self.keep_alive.on_sent(self.timer.now());
+                }
+                Io::Read { until } => {
+                    let filled = self.rx.filled;
+                    let space = self.rx.buf.get_mut(filled..).unwrap_or_default();
+                    let read = self.transport.read_before(space, until).await;
+                    self.on_read(program, filled, read, until)?;
+                }
+                Io::Done(done) => return Ok(done),
             }
-            self.delivered = None;
-            self.rx.remove(0, len);
+        }
+    }
+
+    /// Takes the result of a read of `rx[filled..]` that could stop at
+    /// `until`.
+    fn on_read(
+        &mut self,
+        program: &mut Program,
+        filled: usize,
+        read: Result<Option<usize>, Error>,
+        until: Millis,
+    ) -> Result<(), Error> {
+        match read {
+            Ok(Some(0)) => {
+                self.broken = true;
+                Err(Error::ConnectionClosed)
+            }
+            Ok(Some(n)) => {
+                self.keep_alive.on_received(self.timer.now());
+                program.nothing_at_hand = false;
+                // Discard bytes of a skipped packet.
+                let drop = n.min(self.rx.skip);
+                if drop > 0 {
+                    self.rx.buf.copy_within(filled + drop..filled + n, filled);
+                    self.rx.skip -= drop;
+                }
+                self.rx.filled += n - drop;
+                Ok(())
+            }
+            // Only what was at hand was asked for, and there was nothing.
+            Ok(None) if until == 0 && self.unflushed => {
+                program.nothing_at_hand = true;
+                Ok(())
+            }
+            Ok(None) => {
+                program.reply = self.on_timer(program.wait)?;
+                Ok(())
+            }
+            Err(e) => {
+                self.broken = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// The next thing `program` needs, deciding everything that needs no
+    /// I/O on the way: finishing the last delivery, the packet to send,
+    /// the flush, and every packet already in `rx` (its reply queued next).
+    fn step(&mut self, program: &mut Program) -> Result<Io, Error> {
+        if let Some(reply) = program.reply.take() {
+            return Ok(Io::Write(Out::Small(reply)));
+        }
+        if let Some(done) = program.done.take() {
+            return Ok(Io::Done(done));
+        }
+        if !program.started {
+            program.started = true;
+            // Completes the delivery of the message the last `poll`
+            // returned: its frame goes, its acknowledgement is queued; it
+            // leaves with the next flush, which every wait for the broker
+            // starts with (§4.3.2, §4.3.3).
+            if let Some(Delivered { len, ack }) = self.delivered.take() {
+                self.rx.remove(0, len);
+                if let Some((kind, id)) = ack {
+                    return Ok(Io::Write(Out::Small(Reply::ack(kind, id))));
+                }
+            }
+        }
+        if let Some(out) = program.write.take() {
+            return Ok(Io::Write(out));
+        }
+        if let Some(index) = program.resend {
+            // Every unacknowledged message again, in order (§4.4).
+            program.resend = Some(index + 1);
+            let resend = self.session.resends().nth(index);
+            match resend {
+                Some(Resend::Publish { offset, len }) => {
+                    self.session.set_dup(offset);
+                    program.resent += 1;
+                    return Ok(Io::Write(Out::Outbox { offset, len }));
+                }
+                Some(Resend::Pubrel(id)) => {
+                    program.resent += 1;
+                    return Ok(Io::Write(Out::Small(Reply::ack(Ack::Pubrel, id))));
+                }
+                None => program.resend = None,
+            }
+        }
+        if program.flush {
+            program.flush = false;
+            return Ok(Io::Flush);
+        }
+        let waiting = match program.wait {
+            Wait::Nothing => return Ok(Io::Done(Done::Nothing)),
+            Wait::Event => {
+                if let Some(id) = self.session.take_completed() {
+                    return Ok(Io::Done(Done::Published(id)));
+                }
+                if let Some(skipped) = self.too_large.pop_front() {
+                    return Ok(Io::Done(Done::TooLarge(skipped)));
+                }
+                None
+            }
+            Wait::For(waiting) => Some(waiting),
+            Wait::Connack(_) => None,
+        };
+        loop {
+            let frame = match self.next_frame(program.wait) {
+                Ok(AtHand::Frame(frame)) => Some(frame),
+                Ok(AtHand::Skipped(ack)) => {
+                    if let Wait::Connack(_) = program.wait {
+                        // An oversized PUBLISH before CONNACK.
+                        self.broken = true;
+                        return Err(ProtocolError::UnexpectedPacket(PacketType::Publish).into());
+                    }
+                    if let Wait::Event = program.wait {
+                        // Reported now, not after the rest of it arrives.
+                        program.done = self.too_large.pop_front().map(Done::TooLarge);
+                    }
+                    program.reply = ack;
+                    None
+                }
+                Ok(AtHand::Incomplete) => return self.need_bytes(program),
+                Err(Error::AckPending(_)) if let Some(waiting) = waiting => {
+                    return Err(Error::AckPending(waiting.id()));
+                }
+                Err(e) => return Err(e),
+            };
+            match (frame, program.wait) {
+                (None, _) | (_, Wait::Nothing) => {}
+                (Some(frame), Wait::Connack(_)) => return self.on_connack(frame).map(Io::Done),
+                (Some(frame), Wait::Event) => self.on_event_frame(program, frame)?,
+                (Some(frame), Wait::For(waiting)) => {
+                    self.on_frame_while_waiting(program, waiting, frame)?;
+                }
+            }
+            if program.reply.is_some() || program.done.is_some() {
+                return self.step(program);
+            }
+        }
+    }
+
+    /// The frame a wait handles next: polling, the oldest message kept in
+    /// `rx` while something else was awaited, else the one after them.
+    fn next_frame(&mut self, wait: Wait) -> Result<AtHand, Error> {
+        if let Wait::Event = wait
+            && self.rx.queued > 0
+        {
+            let header = FixedHeader::parse(&self.rx.buf[..self.rx.queued])?
+                .ok_or(ProtocolError::Truncated)?;
+            return Ok(AtHand::Frame(FrameAt {
+                start: 0,
+                len: header.frame_len(),
+            }));
+        }
+        self.frame_at_hand()
+    }
+
+    /// Nothing (more) in `rx`: what is at hand is read before queued
+    /// packets are flushed, then they are flushed, then the read waits
+    /// (until CONNACK's or the keep-alive deadline).
+    fn need_bytes(&mut self, program: &mut Program) -> Result<Io, Error> {
+        if self.rx.filled >= self.rx.buf.len() {
+            // Cannot happen: a frame larger than the buffer is skipped.
+            self.broken = true;
+            return Err(Error::FrameTooLarge {
+                packet: PacketType::Publish,
+                size: self.rx.buf.len() + 1,
+                capacity: self.rx.buf.len(),
+            });
+        }
+        if self.unflushed {
+            // What already arrived is taken before queued packets are
+            // flushed: a pipelining publisher then refills its window from
+            // every acknowledgement at hand and sends the new messages
+            // together (docs/PERFORMANCE.md, "QoS 1"). A read whose
+            // deadline has passed takes only what is there (nothing is
+            // lost when it stops); `MAX_READS_BEFORE_FLUSH` bounds how long
+            // a stream of incoming packets can hold the queued ones back.
+            if !program.nothing_at_hand && self.reads_before_flush < MAX_READS_BEFORE_FLUSH {
+                self.reads_before_flush += 1;
+                return Ok(Io::Read { until: 0 });
+            }
+            // About to wait for the broker: what was queued leaves now, in
+            // as few records as the write buffer allows.
+            return Ok(Io::Flush);
+        }
+        let until = match program.wait {
+            Wait::Connack(deadline) => deadline,
+            _ => self.keep_alive.deadline(),
+        };
+        Ok(Io::Read { until })
+    }
+
+    /// The frame a connect waits for: CONNACK, and nothing before it (§3.2).
+    fn on_connack(&mut self, frame: FrameAt) -> Result<Done, Error> {
+        let connack = match self.decode(frame)? {
+            Incoming::Connack {
+                session_present,
+                code,
+            } => Ok(Done::Connack {
+                session_present,
+                code,
+            }),
+            other => Err(ProtocolError::UnexpectedPacket(packet_type(&other))),
+        };
+        let done = connack.inspect_err(|_| self.broken = true)?;
+        self.rx.remove(frame.start, frame.len);
+        Ok(done)
+    }
+
+    /// A frame while polling: the event it makes, if any, and its reply.
+    fn on_event_frame(&mut self, program: &mut Program, frame: FrameAt) -> Result<(), Error> {
+        match self.classify(frame)? {
+            Classified::Publish { qos, id } => match self.incoming_ack(qos, id)? {
+                // A QoS 2 message delivered before: acknowledge, do not deliver.
+                IncomingAck::Duplicate(pubrec) => {
+                    self.rx.remove(frame.start, frame.len);
+                    program.reply = Some(pubrec);
+                }
+                IncomingAck::Deliver(ack) => {
+                    // Delivered frames are at the front: either the oldest
+                    // kept one, or one read into an empty queue.
+                    debug_assert_eq!(frame.start, 0);
+                    self.delivered = Some(Delivered {
+                        len: frame.len,
+                        ack,
+                    });
+                    program.done = Some(Done::Message(frame));
+                }
+            },
+            Classified::Suback { id, codes, .. } => {
+                self.rx.remove(frame.start, frame.len);
+                // Reported if a `subscribe()` gave up waiting for it
+                // (AckPending); a cancelled one's is ignored.
+                if self.take_request(Request::Subscribe(id)) {
+                    let refused = codes.iter().position(Option::is_none);
+                    if self.connect_subscription == Some(id) {
+                        self.connect_subscription = None;
+                        if refused.is_none() {
+                            self.session.set_subscribed();
+                        }
+                    }
+                    program.done = Some(Done::Subscribed {
+                        packet_id: id,
+                        refused,
+                    });
+                }
+            }
+            Classified::Control(control) => {
+                self.rx.remove(frame.start, frame.len);
+                let (done, reply) = self.handle_control(control)?;
+                program.reply = reply;
+                program.done = match done {
+                    Some(Completed::Message(id)) => Some(Done::Published(id)),
+                    Some(Completed::Unsubscribe(id))
+                        if self.take_request(Request::Unsubscribe(id)) =>
+                    {
+                        Some(Done::Unsubscribed(id))
+                    }
+                    _ => None,
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// A frame while waiting for `waiting`: PUBLISH frames (and the
+    /// acknowledgements of requests that gave up) are kept, in order, for
+    /// `poll`; other completions are recorded for it.
+    fn on_frame_while_waiting(
+        &mut self,
+        program: &mut Program,
+        waiting: WaitFor,
+        frame: FrameAt,
+    ) -> Result<(), Error> {
+        let end = frame.start + frame.len;
+        match self.classify(frame)? {
+            Classified::Publish { .. } => self.rx.queued = end,
+            Classified::Suback { id, codes, count } => {
+                if waiting == WaitFor::Suback(id) {
+                    self.rx.remove(frame.start, frame.len);
+                    program.done = Some(Done::Acknowledged(codes, count));
+                } else if self.requests.contains(&Request::Subscribe(id)) {
+                    self.rx.queued = end;
+                } else {
+                    self.rx.remove(frame.start, frame.len);
+                }
+            }
+            Classified::Control(Control::Unsuback(id))
+                if waiting != WaitFor::Unsuback(id)
+                    && self.requests.contains(&Request::Unsubscribe(id)) =>
+            {
+                self.rx.queued = end;
+            }
+            Classified::Control(control) => {
+                self.rx.remove(frame.start, frame.len);
+                let (done, reply) = self.handle_control(control)?;
+                program.reply = reply;
+                match (done, waiting) {
+                    (Some(Completed::Message(id)), WaitFor::Completion(w)) if id == w => {
+                        program.done = Some(Done::Acknowledged(SubackCodes::new(), 0));
+                    }
+                    (Some(Completed::Unsubscribe(id)), WaitFor::Unsuback(w)) if id == w => {
+                        program.done = Some(Done::Acknowledged(SubackCodes::new(), 0));
+                    }
+                    (Some(Completed::Message(id)), _) => {
+                        // Someone else's: `poll` reports it. There is room:
+                        // `start_publish` counts these as in flight.
+                        self.session.push_completed(id);
+                    }
+                    _ => {}
+                }
+            }
         }
         Ok(())
     }
@@ -1099,72 +1290,11 @@ where
                 if is_new {
                     IncomingAck::Deliver(Some((Ack::Pubrec, id)))
                 } else {
-                    IncomingAck::Duplicate(encode::ack(Ack::Pubrec, id))
+                    IncomingAck::Duplicate(Reply::ack(Ack::Pubrec, id))
                 }
             }
             _ => IncomingAck::Deliver(None),
         })
-    }
-
-    /// Reads until `waiting` is satisfied; PUBLISH frames are kept for
-    /// `poll`. Returns the SUBACK codes (and how many there were) when
-    /// waiting for one.
-    async fn wait_for(&mut self, waiting: WaitFor) -> Result<(SubackCodes, usize), Error> {
-        loop {
-            let frame = match self.read_frame(None).await {
-                Ok(Read::Frame(frame)) => frame,
-                Ok(Read::Skipped) => continue,
-                Err(Error::AckPending(_)) => return Err(Error::AckPending(waiting.id())),
-                Err(e) => return Err(e),
-            };
-            match self.classify(frame)? {
-                Classified::Publish { .. } => {
-                    // Keep it, in order, for `poll`.
-                    self.rx.queued = frame.start + frame.len;
-                }
-                Classified::Suback { id, codes, count } => {
-                    if waiting == WaitFor::Suback(id) {
-                        self.rx.remove(frame.start, frame.len);
-                        return Ok((codes, count));
-                    }
-                    if self.requests.contains(&Request::Subscribe(id)) {
-                        // A SUBSCRIBE whose call gave up (AckPending): kept,
-                        // in order, for `poll` to report.
-                        self.rx.queued = frame.start + frame.len;
-                    } else {
-                        self.rx.remove(frame.start, frame.len);
-                    }
-                }
-                Classified::Control(Control::Unsuback(id))
-                    if waiting != WaitFor::Unsuback(id)
-                        && self.requests.contains(&Request::Unsubscribe(id)) =>
-                {
-                    // Likewise for an UNSUBSCRIBE that gave up.
-                    self.rx.queued = frame.start + frame.len;
-                }
-                Classified::Control(control) => {
-                    self.rx.remove(frame.start, frame.len);
-                    let (done, reply) = self.handle_control(control)?;
-                    if let Some(ack) = reply {
-                        queue_field!(self, &ack);
-                    }
-                    match (done, waiting) {
-                        (Some(Done::Completion(id)), WaitFor::Completion(w)) if id == w => {
-                            return Ok((SubackCodes::new(), 0));
-                        }
-                        (Some(Done::Unsubscribed(id)), WaitFor::Unsuback(w)) if id == w => {
-                            return Ok((SubackCodes::new(), 0));
-                        }
-                        (Some(Done::Completion(id)), _) => {
-                            // Someone else's: `poll` reports it. There is
-                            // room: `start_publish` counts these as in flight.
-                            self.session.push_completed(id);
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
     }
 
     /// Decodes a frame into owned values, so the buffer can change.
@@ -1206,30 +1336,32 @@ where
     fn handle_control(
         &mut self,
         control: Control,
-    ) -> Result<(Option<Done>, Option<[u8; 4]>), Error> {
+    ) -> Result<(Option<Completed>, Option<Reply>), Error> {
         Ok(match control {
             Control::Puback(id) => (
-                self.session.on_puback(id).then_some(Done::Completion(id)),
+                self.session.on_puback(id).then_some(Completed::Message(id)),
                 None,
             ),
             Control::Pubrec(id) => {
                 // PUBREL also for an unknown identifier: the broker must be
                 // able to finish its side (§4.3.3).
                 self.session.on_pubrec(id);
-                (None, Some(encode::ack(Ack::Pubrel, id)))
+                (None, Some(Reply::ack(Ack::Pubrel, id)))
             }
             Control::Pubcomp(id) => (
-                self.session.on_pubcomp(id).then_some(Done::Completion(id)),
+                self.session
+                    .on_pubcomp(id)
+                    .then_some(Completed::Message(id)),
                 None,
             ),
             Control::Pubrel(id) => {
                 // "MUST respond to a PUBREL packet by sending a PUBCOMP" (§4.3.3).
                 self.session.on_pubrel(id);
-                (None, Some(encode::ack(Ack::Pubcomp, id)))
+                (None, Some(Reply::ack(Ack::Pubcomp, id)))
             }
-            // Its arrival already answered the PINGREQ (`read_more`).
+            // Its arrival already answered the PINGREQ (`on_read`).
             Control::Pingresp => (None, None),
-            Control::Unsuback(id) => (Some(Done::Unsubscribed(id)), None),
+            Control::Unsuback(id) => (Some(Completed::Unsubscribe(id)), None),
             Control::Connack => {
                 self.broken = true;
                 return Err(ProtocolError::UnexpectedPacket(PacketType::Connack).into());
@@ -1248,30 +1380,6 @@ where
             Err(e) => {
                 self.broken = true;
                 Err(e.into())
-            }
-        }
-    }
-
-    /// Reads until a whole frame sits at `rx.queued`, answering the
-    /// keep-alive timer meanwhile. `connect_deadline` bounds the wait for
-    /// CONNACK.
-    ///
-    /// One place awaits each kind of I/O (queueing a reply, and inside
-    /// `read_more` the flush and the read): every `.await` is code in the
-    /// state machine, so replies are decided synchronously and queued here.
-    async fn read_frame(&mut self, connect_deadline: Option<Millis>) -> Result<Read, Error> {
-        loop {
-            let (reply, skipped) = match self.frame_at_hand()? {
-                AtHand::Frame(frame) => return Ok(Read::Frame(frame)),
-                AtHand::Skipped(ack) => (ack, true),
-                AtHand::Incomplete => (self.read_more(connect_deadline).await?, false),
-            };
-            // It leaves with the flush before the next wait.
-            if let Some(reply) = reply {
-                queue_field!(self, reply.bytes());
-            }
-            if skipped {
-                return Ok(Read::Skipped);
             }
         }
     }
@@ -1384,83 +1492,11 @@ where
         }))
     }
 
-    /// Reads more bytes into the receive buffer (discarding bytes of a
-    /// skipped packet), or acts on the keep-alive timer: a PINGREQ due is
-    /// returned, for the caller to queue.
-    async fn read_more(
-        &mut self,
-        connect_deadline: Option<Millis>,
-    ) -> Result<Option<Reply>, Error> {
-        let deadline = connect_deadline.unwrap_or_else(|| self.keep_alive.deadline());
-        if self.rx.filled >= self.rx.buf.len() {
-            // Cannot happen: a frame larger than the buffer is skipped.
-            self.broken = true;
-            return Err(Error::FrameTooLarge {
-                packet: PacketType::Publish,
-                size: self.rx.buf.len() + 1,
-                capacity: self.rx.buf.len(),
-            });
-        }
-        // What already arrived is taken before queued packets are flushed:
-        // a pipelining publisher then refills its window from every
-        // acknowledgement at hand and sends the new messages together
-        // (docs/PERFORMANCE.md, "QoS 1"). A deadline in the past makes the
-        // read take only what is there (nothing is lost when it stops);
-        // `MAX_READS_BEFORE_FLUSH` bounds how long a stream of incoming
-        // packets can hold the queued ones back.
-        let mut at_hand_only = self.unflushed && self.reads_before_flush < MAX_READS_BEFORE_FLUSH;
-        if at_hand_only {
-            self.reads_before_flush += 1;
-        }
-        let filled = self.rx.filled;
-        let read = loop {
-            if self.unflushed && !at_hand_only {
-                // About to wait for the broker: what was queued leaves
-                // now, in as few records as the write buffer allows.
-                self.flush_pending().await?;
-            }
-            {
-                // Its own scope: the result (it holds an `Error`) must not
-                // be kept in the future across the flush below.
-                let space = self.rx.buf.get_mut(filled..).unwrap_or_default();
-                let until = if at_hand_only { 0 } else { deadline };
-                let read = self.transport.read_before(space, until).await;
-                if !(at_hand_only && matches!(read, Ok(None))) {
-                    break read;
-                }
-            }
-            // Nothing at hand: send what is queued, then wait.
-            at_hand_only = false;
-        };
-        match read {
-            Ok(Some(0)) => {
-                self.broken = true;
-                Err(Error::ConnectionClosed)
-            }
-            Ok(Some(n)) => {
-                self.keep_alive.on_received(self.timer.now());
-                // Discard bytes of a skipped packet.
-                let drop = n.min(self.rx.skip);
-                if drop > 0 {
-                    self.rx.buf.copy_within(filled + drop..filled + n, filled);
-                    self.rx.skip -= drop;
-                }
-                self.rx.filled += n - drop;
-                Ok(None)
-            }
-            Ok(None) => self.on_timer(connect_deadline),
-            Err(e) => {
-                self.broken = true;
-                Err(e)
-            }
-        }
-    }
-
     /// A wait reached its deadline: CONNACK is late, or keep-alive wants a
-    /// PINGREQ (returned, for the caller to queue) or gives up.
-    fn on_timer(&mut self, connect_deadline: Option<Millis>) -> Result<Option<Reply>, Error> {
+    /// PINGREQ (returned, to be queued next) or gives up.
+    fn on_timer(&mut self, wait: Wait) -> Result<Option<Reply>, Error> {
         let now = self.timer.now();
-        if let Some(deadline) = connect_deadline {
+        if let Wait::Connack(deadline) = wait {
             if now >= deadline {
                 self.broken = true;
                 return Err(Error::ConnackTimeout);
@@ -1474,45 +1510,13 @@ where
                 Err(Error::KeepAliveTimeout)
             }
             Due::Ping => {
-                // Queued by the caller, flushed before its next wait (at
-                // once unless something has arrived meanwhile, which
-                // answers for the broker anyway).
+                // Queued next, flushed before the wait goes on (at once
+                // unless something has arrived meanwhile, which answers
+                // for the broker anyway).
                 self.keep_alive.on_ping_sent(now);
                 Ok(Some(Reply::PINGREQ))
             }
         }
-    }
-
-    /// Sends the first `len` bytes of `tx`, and whatever was queued before.
-    async fn send_tx(&mut self, len: usize) -> Result<(), Error> {
-        let bytes = self.tx.get(..len).unwrap_or_default();
-        queue_field!(self, bytes);
-        self.flush_pending().await
-    }
-
-    /// Sends `bytes`, and whatever was queued before.
-    async fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        self.queue_bytes(bytes).await?;
-        self.flush_pending().await
-    }
-
-    /// Writes one whole packet into the transport's buffer; it leaves at
-    /// the next [`Client::flush_pending`].
-    async fn queue_bytes(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        queue_field!(self, bytes);
-        Ok(())
-    }
-
-    /// Ends every write sequence: the packets are out.
-    async fn flush_pending(&mut self) -> Result<(), Error> {
-        self.reads_before_flush = 0;
-        self.writing = true;
-        let result = self.transport.flush().await;
-        result.inspect_err(|_| self.broken = true)?;
-        self.writing = false;
-        self.unflushed = false;
-        self.keep_alive.on_sent(self.timer.now());
-        Ok(())
     }
 }
 
@@ -1562,33 +1566,157 @@ where
     }
 }
 
-/// Where [`Client::encode_publish`] put a PUBLISH.
+/// Bytes to write: where a packet is.
 #[derive(Debug, Clone, Copy)]
-enum Encoded {
-    /// The first bytes of `tx` (QoS 0).
+enum Out {
+    /// The first bytes of `tx` (QoS 0 PUBLISH, CONNECT, SUBSCRIBE, ...).
     Tx(usize),
-    /// In the session's outbox (QoS 1/2).
+    /// In the session's outbox (QoS 1/2 PUBLISH).
     Outbox { offset: usize, len: usize },
+    /// A packet of at most 4 bytes, carried here.
+    Small(Reply),
 }
 
-impl Encoded {
+impl Out {
     /// The bytes (a function of the two fields, not of the client, so the
     /// client's other fields stay free to write them).
-    fn bytes<'a, const N: usize>(self, tx: &'a [u8], session: &'a SessionState<'_, N>) -> &'a [u8] {
+    fn bytes<'a, const N: usize>(
+        &'a self,
+        tx: &'a [u8],
+        session: &'a SessionState<'_, N>,
+    ) -> &'a [u8] {
         match self {
-            Encoded::Tx(len) => tx.get(..len).unwrap_or_default(),
-            Encoded::Outbox { offset, len } => session.stored(offset, len),
+            Out::Tx(len) => tx.get(..*len).unwrap_or_default(),
+            Out::Outbox { offset, len } => session.stored(*offset, *len),
+            Out::Small(reply) => reply.bytes(),
         }
     }
 }
 
+/// What one run of [`Client::drive`] does, in this order: finish the
+/// delivery of the message the last `poll` returned, write `write`, resend
+/// the session (from `resend`), flush if `flush`, then wait as `wait` says.
+#[derive(Debug)]
+struct Program {
+    started: bool,
+    write: Option<Out>,
+    /// The next of `SessionState::resends` to send again.
+    resend: Option<usize>,
+    /// How many were.
+    resent: usize,
+    flush: bool,
+    wait: Wait,
+    /// A reply decided while handling a frame (or a PINGREQ), written next.
+    reply: Option<Reply>,
+    /// The outcome, returned once `reply` is written.
+    done: Option<Done>,
+    /// An at-hand read found nothing: flush, then wait.
+    nothing_at_hand: bool,
+}
+
+impl Program {
+    const fn new(write: Option<Out>, flush: bool, wait: Wait) -> Self {
+        Self {
+            started: false,
+            write,
+            resend: None,
+            resent: 0,
+            flush,
+            wait,
+            reply: None,
+            done: None,
+            nothing_at_hand: false,
+        }
+    }
+
+    /// Sends a packet now, then waits as `wait` says.
+    const fn send(out: Out, wait: Wait) -> Self {
+        Self::new(Some(out), true, wait)
+    }
+
+    /// Queues a packet: it leaves with the next flush.
+    const fn queue(out: Out) -> Self {
+        Self::new(Some(out), false, Wait::Nothing)
+    }
+
+    /// Sends what is queued.
+    const fn flush() -> Self {
+        Self::new(None, true, Wait::Nothing)
+    }
+
+    /// Sends the session's unacknowledged messages again.
+    const fn resend() -> Self {
+        let mut program = Self::new(None, true, Wait::Nothing);
+        program.resend = Some(0);
+        program
+    }
+
+    /// Waits for the next event (`poll`).
+    const fn poll() -> Self {
+        Self::new(None, false, Wait::Event)
+    }
+}
+
+/// What a [`Program`] waits for once its packets are out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Nothing,
+    /// CONNACK, until this time.
+    Connack(Millis),
+    /// The next event for `poll`.
+    Event,
+    /// An acknowledgement; PUBLISH frames are kept for `poll` meanwhile.
+    For(WaitFor),
+}
+
+/// The I/O [`Client::step`] asks [`Client::drive`] for.
+#[derive(Debug)]
+enum Io {
+    /// Queue these bytes in the transport's write buffer.
+    Write(Out),
+    /// Send what is queued.
+    Flush,
+    /// Read into `rx`, stopping at `until` (0: only what is at hand).
+    Read { until: Millis },
+    /// The program is done.
+    Done(Done),
+}
+
+/// How a [`Program`] ended.
+#[derive(Debug)]
+enum Done {
+    /// It waited for nothing.
+    Nothing,
+    /// CONNACK.
+    Connack {
+        session_present: bool,
+        code: ConnackCode,
+    },
+    /// The acknowledgement awaited (with the SUBACK codes and their count,
+    /// for a SUBSCRIBE).
+    Acknowledged(SubackCodes, usize),
+    /// Polling: a message, delivered from this frame.
+    Message(FrameAt),
+    /// Polling: a QoS 1/2 message of ours is complete.
+    Published(PacketId),
+    /// Polling: the SUBACK of a SUBSCRIBE that gave up waiting.
+    Subscribed {
+        packet_id: PacketId,
+        refused: Option<usize>,
+    },
+    /// Polling: the UNSUBACK of an UNSUBSCRIBE that gave up waiting.
+    Unsubscribed(PacketId),
+    /// Polling: a message too large for the receive buffer was skipped.
+    TooLarge(TooLarge),
+}
+
 /// What handling a control packet completed.
 #[derive(Debug, Clone, Copy)]
-enum Done {
+enum Completed {
     /// A QoS 1/2 message of ours.
-    Completion(PacketId),
+    Message(PacketId),
     /// An UNSUBSCRIBE.
-    Unsubscribed(PacketId),
+    Unsubscribe(PacketId),
 }
 
 /// SUBACK return codes: `None` for a refusal (0x80).
@@ -1622,7 +1750,7 @@ enum Control {
 
 enum IncomingAck {
     Deliver(Option<(Ack, PacketId)>),
-    Duplicate([u8; 4]),
+    Duplicate(Reply),
 }
 
 fn request_id(request: &Request) -> PacketId {

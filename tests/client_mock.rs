@@ -169,6 +169,16 @@ async fn poll<const N: usize>(client: &mut TestClient<'_, '_, N>) -> Result<Ev, 
 
 /// Every event `poll` reports until it has nothing for 500 ms (the
 /// pending `poll` is then dropped, which is cancel-safe while it waits).
+/// The next event if `poll` returns it within 2 s.
+async fn poll_soon<const N: usize>(
+    client: &mut TestClient<'_, '_, N>,
+) -> Option<Result<Ev, Error>> {
+    tokio::time::timeout(Duration::from_secs(2), client.poll())
+        .await
+        .map(|r| r.map(owned))
+        .ok()
+}
+
 async fn drain_events<const N: usize>(client: &mut TestClient<'_, '_, N>) -> Vec<Ev> {
     let mut events = Vec::new();
     loop {
@@ -1215,11 +1225,8 @@ async fn a_lone_oversized_message_is_reported_without_further_traffic() {
     broker
         .send(&publish("big", &[0u8; 100], 1, 9, false, false))
         .await;
-    let event = tokio::time::timeout(Duration::from_secs(2), client.poll())
-        .await
-        .map(|r| r.map(owned));
     assert_eq!(
-        event.ok(),
+        poll_soon(&mut client).await,
         // The whole packet: 2 header bytes + 107 remaining.
         Some(Ok(Ev::TooLarge {
             size: 109,
@@ -1230,6 +1237,36 @@ async fn a_lone_oversized_message_is_reported_without_further_traffic() {
         "poll() should report MessageTooLarge as soon as the message is skipped"
     );
     assert_eq!(broker.expect_puback().await, 9);
+}
+
+/// The same for QoS 0, which owes no acknowledgement (nothing is written
+/// after the skip): the report must not wait for the rest of the message.
+#[tokio::test]
+async fn a_lone_oversized_qos0_message_is_reported_before_its_end_arrives() {
+    connected!(client, broker, n = 4, rx = 64, tx = 64, outbox = 256);
+    let big = publish("big", &[0u8; 100], 0, 0, false, false);
+    let (head, rest) = big.split_at(64);
+    broker.send(head).await;
+    assert_eq!(
+        poll_soon(&mut client).await,
+        // 2 header bytes + 105 remaining (no packet identifier).
+        Some(Ok(Ev::TooLarge {
+            size: 107,
+            capacity: 64,
+            qos: QoS::AtMostOnce,
+            id: None
+        })),
+        "poll() should report MessageTooLarge as soon as the message is skipped"
+    );
+    // The rest is discarded as it arrives; the stream stays intact.
+    broker.send(rest).await;
+    broker
+        .send(&publish("ok", b"intact", 0, 0, false, false))
+        .await;
+    assert_eq!(
+        poll(&mut client).await,
+        Ok(message("ok", b"intact", QoS::AtMostOnce, None))
+    );
 }
 
 #[tokio::test]

@@ -31,8 +31,8 @@ use embedded_io_async::{Read, Write};
 /// write may block; shared between the stream and the socket inside
 /// embedded-tls.
 ///
-/// One `u64` (it lives in every [`Session`](crate::Session)): a [`Stop`]
-/// packed as [`NO_STOP`], an `At` time below [`AFTER`], or `AFTER | ms`.
+/// One `u64` (it lives in every [`Session`](crate::Session)): no stop, a
+/// time to stop at, or a timeout from the first wait, packed (see `get`).
 /// Times and timeouts of 2^63 ms and more (millions of years; only
 /// saturated sums reach them) mean "never", as no stop does.
 #[derive(Debug)]
