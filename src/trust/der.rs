@@ -133,6 +133,46 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The `r || s` of a DER ECDSA-Sig-Value (RFC 3279 §2.2.3, RFC 8446
+/// §4.2.3: `SEQUENCE { r INTEGER, s INTEGER }`), each left-padded to
+/// `out.len() / 2` bytes: the fixed form RustCrypto's
+/// `Signature::from_slice` takes, so the `der` crate's general decoder (2.9 KB
+/// of firmware with `Signature::from_der`) is not linked. Strict DER, as
+/// `from_der`: non-negative, minimally encoded integers that fit, nothing
+/// after them.
+pub(crate) fn ecdsa_signature(der: &[u8], out: &mut [u8]) -> Result<(), DerError> {
+    let mut outer = Reader::new(der);
+    let sequence = outer.expect(tag::SEQUENCE)?;
+    outer.finish()?;
+    let mut integers = Reader::new(sequence.value);
+    let half = out.len() / 2;
+    let (r, s) = out.split_at_mut(half);
+    for target in [r, s] {
+        let magnitude = unsigned_integer(integers.expect(tag::INTEGER)?.value)?;
+        let padding = target
+            .len()
+            .checked_sub(magnitude.len())
+            .ok_or(DerError::BadValue)?;
+        let (zeros, digits) = target.split_at_mut(padding);
+        zeros.fill(0);
+        digits.copy_from_slice(magnitude);
+    }
+    integers.finish()
+}
+
+/// The magnitude of a non-negative DER INTEGER (X.690 §8.3): its content
+/// without the leading zero byte that keeps the sign bit clear. Refuses
+/// the empty encoding, negative numbers and redundant leading zeros.
+fn unsigned_integer(value: &[u8]) -> Result<&[u8], DerError> {
+    match value {
+        [] => Err(DerError::BadValue),
+        [0, next, ..] if *next < 0x80 => Err(DerError::BadValue),
+        [0, magnitude @ ..] => Ok(magnitude),
+        [first, ..] if *first >= 0x80 => Err(DerError::BadValue),
+        _ => Ok(value),
+    }
+}
+
 /// The content of a `BIT STRING` with no unused bits (X.690 §8.6), as keys are.
 pub(crate) fn bit_string_bytes(value: &[u8]) -> Result<&[u8], DerError> {
     match value.split_first() {
@@ -259,6 +299,57 @@ mod tests {
                 found: tag::INTEGER
             })
         );
+    }
+
+    #[test]
+    fn reads_ecdsa_signatures_as_strictly_as_the_der_crate() {
+        let mut out = [0u8; 8];
+        // r = 1, s = 0x80 (needs its leading zero).
+        assert_eq!(
+            ecdsa_signature(
+                &[0x30, 0x07, 0x02, 0x01, 0x01, 0x02, 0x02, 0x00, 0x80],
+                &mut out
+            ),
+            Ok(())
+        );
+        assert_eq!(out, [0, 0, 0, 1, 0, 0, 0, 0x80]);
+        // Largest that fits: 4 bytes each, one with a sign-keeping zero.
+        assert_eq!(
+            ecdsa_signature(
+                &[
+                    0x30, 0x0D, 0x02, 0x05, 0x00, 0xFF, 0xEE, 0xDD, 0xCC, 0x02, 0x04, 0x7F, 0x01,
+                    0x02, 0x03
+                ],
+                &mut out
+            ),
+            Ok(())
+        );
+        assert_eq!(out, [0xFF, 0xEE, 0xDD, 0xCC, 0x7F, 0x01, 0x02, 0x03]);
+        for bad in [
+            // Negative r.
+            &[0x30, 0x06, 0x02, 0x01, 0x80, 0x02, 0x01, 0x01][..],
+            // Redundant leading zero.
+            &[0x30, 0x07, 0x02, 0x02, 0x00, 0x01, 0x02, 0x01, 0x01],
+            // Empty integer.
+            &[0x30, 0x05, 0x02, 0x00, 0x02, 0x01, 0x01],
+            // Too large for 4 bytes.
+            &[
+                0x30, 0x08, 0x02, 0x05, 0x01, 0x02, 0x03, 0x04, 0x05, 0x02, 0x01, 0x01,
+            ],
+            // One integer only; a third one; bytes after the sequence.
+            &[0x30, 0x03, 0x02, 0x01, 0x01],
+            &[
+                0x30, 0x09, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01,
+            ],
+            &[0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01, 0x00],
+            // Not a sequence; not integers; truncated.
+            &[0x31, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01],
+            &[0x30, 0x06, 0x04, 0x01, 0x01, 0x02, 0x01, 0x01],
+            &[0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01],
+            &[],
+        ] {
+            assert!(ecdsa_signature(bad, &mut out).is_err(), "{bad:02X?}");
+        }
     }
 
     #[test]

@@ -98,13 +98,11 @@ impl ServerKey {
         };
         let verified = match (self, scheme) {
             (Self::P256(key), SignatureScheme::EcdsaSecp256r1Sha256) => {
-                p256::ecdsa::Signature::from_der(signature)
-                    .is_ok_and(|sig| key.verify(content, &sig).is_ok())
+                p256_signature(signature).is_some_and(|sig| key.verify(content, &sig).is_ok())
             }
             #[cfg(feature = "p384")]
             (Self::P384(key), SignatureScheme::EcdsaSecp384r1Sha384) => {
-                p384::ecdsa::Signature::from_der(signature)
-                    .is_ok_and(|sig| key.verify(content, &sig).is_ok())
+                p384_signature(signature).is_some_and(|sig| key.verify(content, &sig).is_ok())
             }
             #[cfg(feature = "ed25519")]
             (Self::Ed25519(key), SignatureScheme::Ed25519) => {
@@ -180,6 +178,9 @@ where
 /// Signature algorithms for certificate chains (CA mode), implemented with
 /// RustCrypto for `rustls-webpki`.
 pub(crate) mod chain {
+    use super::p256_signature;
+    #[cfg(feature = "p384")]
+    use super::p384_signature;
     use p256::ecdsa::signature::Verifier as _;
     #[cfg(feature = "p384")]
     use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
@@ -227,9 +228,9 @@ pub(crate) mod chain {
     }
 
     fn p256_sha256(key: &[u8], message: &[u8], signature: &[u8]) -> bool {
-        let (Ok(key), Ok(sig)) = (
+        let (Ok(key), Some(sig)) = (
             p256::ecdsa::VerifyingKey::from_sec1_bytes(key),
-            p256::ecdsa::Signature::from_der(signature),
+            p256_signature(signature),
         ) else {
             return false;
         };
@@ -238,9 +239,9 @@ pub(crate) mod chain {
 
     #[cfg(feature = "p384")]
     fn p256_sha384(key: &[u8], message: &[u8], signature: &[u8]) -> bool {
-        let (Ok(key), Ok(sig)) = (
+        let (Ok(key), Some(sig)) = (
             p256::ecdsa::VerifyingKey::from_sec1_bytes(key),
-            p256::ecdsa::Signature::from_der(signature),
+            p256_signature(signature),
         ) else {
             return false;
         };
@@ -250,9 +251,9 @@ pub(crate) mod chain {
 
     #[cfg(feature = "p384")]
     fn p384_sha384(key: &[u8], message: &[u8], signature: &[u8]) -> bool {
-        let (Ok(key), Ok(sig)) = (
+        let (Ok(key), Some(sig)) = (
             p384::ecdsa::VerifyingKey::from_sec1_bytes(key),
-            p384::ecdsa::Signature::from_der(signature),
+            p384_signature(signature),
         ) else {
             return false;
         };
@@ -261,9 +262,9 @@ pub(crate) mod chain {
 
     #[cfg(feature = "p384")]
     fn p384_sha256(key: &[u8], message: &[u8], signature: &[u8]) -> bool {
-        let (Ok(key), Ok(sig)) = (
+        let (Ok(key), Some(sig)) = (
             p384::ecdsa::VerifyingKey::from_sec1_bytes(key),
-            p384::ecdsa::Signature::from_der(signature),
+            p384_signature(signature),
         ) else {
             return false;
         };
@@ -375,4 +376,68 @@ pub(crate) mod chain {
         #[cfg(feature = "rsa")]
         &RSA_PSS_SHA512,
     ];
+}
+/// A DER ECDSA signature over P-256 (`r || s`, 32 bytes each), read by
+/// [`der::ecdsa_signature`](super::der::ecdsa_signature).
+fn p256_signature(der: &[u8]) -> Option<p256::ecdsa::Signature> {
+    let mut fixed = [0u8; 64];
+    super::der::ecdsa_signature(der, &mut fixed).ok()?;
+    p256::ecdsa::Signature::from_slice(&fixed).ok()
+}
+
+/// The same over P-384 (48 bytes each).
+#[cfg(feature = "p384")]
+fn p384_signature(der: &[u8]) -> Option<p384::ecdsa::Signature> {
+    let mut fixed = [0u8; 96];
+    super::der::ecdsa_signature(der, &mut fixed).ok()?;
+    p384::ecdsa::Signature::from_slice(&fixed).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::ecdsa::signature::Signer as _;
+    use proptest::prelude::*;
+    use std::vec::Vec;
+
+    /// A real DER signature of `message` by a key made from `seed`.
+    fn signed(seed: [u8; 32], message: &[u8]) -> Option<Vec<u8>> {
+        let key = p256::ecdsa::SigningKey::from_slice(&seed).ok()?;
+        let signature: p256::ecdsa::Signature = key.sign(message);
+        Some(signature.to_der().as_bytes().to_vec())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Our DER reader plus `from_slice` accepts exactly what the `der`
+        /// crate's `from_der` accepts, with the same value: on real
+        /// signatures, and on each of them with a byte changed, removed or
+        /// added.
+        #[test]
+        fn ecdsa_signatures_read_as_from_der_reads_them(
+            seed in any::<[u8; 32]>(),
+            message in proptest::collection::vec(any::<u8>(), 0..64),
+            at in any::<usize>(),
+            byte in any::<u8>(),
+            edit in 0..4u8,
+        ) {
+            let Some(der) = signed(seed, &message) else { return Ok(()) };
+            let mut mutated = der.clone();
+            let at = at % der.len();
+            match edit {
+                0 => mutated[at] = byte,
+                1 => { mutated.remove(at); }
+                2 => mutated.insert(at, byte),
+                _ => {}
+            }
+            for input in [&der, &mutated] {
+                prop_assert_eq!(
+                    p256_signature(input),
+                    p256::ecdsa::Signature::from_der(input).ok(),
+                    "{:02X?}", input
+                );
+            }
+        }
+    }
 }
