@@ -78,8 +78,8 @@ pub(super) fn verify_chain(
         // `Trust::certificate_authorities`).
         None => chain
             .iter()
-            .filter_map(|der| CertificateFields::parse(der).ok())
-            .map(|fields| fields.not_before)
+            .filter_map(|der| CertificateFields::parse(der).ok()?.validity().ok())
+            .map(|(not_before, _)| not_before)
             .max()
             .unwrap_or(0),
     };
@@ -117,19 +117,19 @@ pub(super) fn verify_chain(
 fn map_error(e: &webpki::Error, chain: &[&[u8]]) -> Failure {
     use webpki::Error as W;
     // The bounds of the certificate whose validity failed, found by the bound webpki reports.
-    let bounds_with = |pick: fn(&CertificateFields<'_>) -> u64, value: u64| {
+    let bounds_with = |pick: fn(&(u64, u64)) -> u64, value: u64| {
         chain
             .iter()
-            .filter_map(|der| CertificateFields::parse(der).ok())
-            .find(|fields| pick(fields) == value)
-            .map(|fields| (fields.not_before, fields.not_after))
+            .filter_map(|der| CertificateFields::parse(der).ok()?.validity().ok())
+            .find(|bounds| pick(bounds) == value)
     };
     #[allow(deprecated)] // webpki still returns the old variants in some paths
     let reason = match e {
         W::UnknownIssuer => CertificateError::UnknownIssuer,
         W::CertExpired { time, not_after } => {
             let not_after = not_after.as_secs();
-            let (not_before, _) = bounds_with(|f| f.not_after, not_after).unwrap_or((0, not_after));
+            let (not_before, _) =
+                bounds_with(|&(_, not_after)| not_after, not_after).unwrap_or((0, not_after));
             CertificateError::Expired {
                 now: time.as_secs(),
                 not_before,
@@ -139,7 +139,7 @@ fn map_error(e: &webpki::Error, chain: &[&[u8]]) -> Failure {
         W::CertNotValidYet { time, not_before } => {
             let not_before = not_before.as_secs();
             let (_, not_after) =
-                bounds_with(|f| f.not_before, not_before).unwrap_or((not_before, 0));
+                bounds_with(|&(not_before, _)| not_before, not_before).unwrap_or((not_before, 0));
             CertificateError::NotYetValid {
                 now: time.as_secs(),
                 not_before,

@@ -124,10 +124,10 @@ use super::der::Tlv;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CertificateFields<'a> {
     pub public_key: PublicKeyInfo<'a>,
-    /// `notBefore`, seconds since the Unix epoch.
-    pub not_before: u64,
-    /// `notAfter`, seconds since the Unix epoch.
-    pub not_after: u64,
+    /// The content of `validity`, decoded on demand by
+    /// [`CertificateFields::validity`]: a pin never looks at the dates, so
+    /// pin-only firmware does not link the date arithmetic (1.6 KB).
+    validity: &'a [u8],
 }
 
 impl<'a> CertificateFields<'a> {
@@ -148,19 +148,23 @@ impl<'a> CertificateFields<'a> {
         tbs.expect(tag::INTEGER)?; // serialNumber
         tbs.expect(tag::SEQUENCE)?; // signature
         tbs.expect(tag::SEQUENCE)?; // issuer
-        let mut validity = Reader::new(tbs.expect(tag::SEQUENCE)?.value);
+        let validity = tbs.expect(tag::SEQUENCE)?.value;
         tbs.expect(tag::SEQUENCE)?; // subject
         let public_key = PublicKeyInfo::parse(tbs.expect(tag::SEQUENCE)?)?;
+        Ok(Self {
+            public_key,
+            validity,
+        })
+    }
 
+    /// `notBefore` and `notAfter`, seconds since the Unix epoch (RFC 5280
+    /// §4.1.2.5).
+    pub fn validity(&self) -> Result<(u64, u64), DerError> {
+        let mut validity = Reader::new(self.validity);
         let not_before = der::time_to_unix(&validity.read()?)?;
         let not_after = der::time_to_unix(&validity.read()?)?;
         validity.finish()?;
-
-        Ok(Self {
-            public_key,
-            not_before,
-            not_after,
-        })
+        Ok((not_before, not_after))
     }
 }
 
@@ -178,7 +182,8 @@ pub(crate) mod tests {
         assert_eq!(fields.public_key.algorithm, KeyAlgorithm::EcdsaP256);
         assert_eq!(fields.public_key.key.len(), 65);
         assert_eq!(fields.public_key.key.first(), Some(&0x04));
-        assert!(fields.not_before < fields.not_after);
+        let (not_before, not_after) = fields.validity().expect("dates");
+        assert!(not_before < not_after);
         // The SPKI element is found inside the certificate, tag included.
         assert_eq!(fields.public_key.encoded.first(), Some(&0x30));
         assert!(
@@ -310,6 +315,8 @@ fn write_attribute_value(f: &mut core::fmt::Formatter<'_>, value: &Tlv<'_>) -> c
 #[derive(Debug, Clone, Copy)]
 pub struct CertificateInfo<'a> {
     fields: CertificateFields<'a>,
+    not_before: u64,
+    not_after: u64,
     der: &'a [u8],
     subject: &'a [u8],
     issuer: &'a [u8],
@@ -320,6 +327,7 @@ impl<'a> CertificateInfo<'a> {
     pub fn parse(der: &'a [u8]) -> Result<Self, crate::Error> {
         let malformed = |_| crate::Error::MalformedCertificate;
         let fields = CertificateFields::parse(der).map_err(malformed)?;
+        let (not_before, not_after) = fields.validity().map_err(malformed)?;
         // Certificate -> TBSCertificate -> issuer and subject (RFC 5280 §4.1).
         let mut outer = Reader::new(der);
         let mut certificate = Reader::new(outer.expect(tag::SEQUENCE).map_err(malformed)?.value);
@@ -332,6 +340,8 @@ impl<'a> CertificateInfo<'a> {
         let subject = tbs.expect(tag::SEQUENCE).map_err(malformed)?.value;
         Ok(Self {
             fields,
+            not_before,
+            not_after,
             der,
             subject,
             issuer,
@@ -350,12 +360,12 @@ impl<'a> CertificateInfo<'a> {
 
     /// `notBefore`, seconds since the Unix epoch.
     pub fn not_before(&self) -> u64 {
-        self.fields.not_before
+        self.not_before
     }
 
     /// `notAfter`, seconds since the Unix epoch.
     pub fn not_after(&self) -> u64 {
-        self.fields.not_after
+        self.not_after
     }
 
     /// The public key's algorithm.

@@ -203,17 +203,14 @@ pub(crate) fn time_to_unix(tlv: &Tlv<'_>) -> Result<u64, DerError> {
             });
         }
     };
-    if rest.len() != 11 || rest.last() != Some(&b'Z') {
+    let [mo0, mo1, d0, d1, h0, h1, mi0, mi1, s0, s1, b'Z'] = *rest else {
         return Err(DerError::BadValue);
-    }
-    let field = |i: usize| {
-        rest.get(i..i + 2)
-            .ok_or(DerError::BadValue)
-            .and_then(digits)
     };
-    let (month, day, hour, minute, second) =
-        (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
-    if !(1..=12).contains(&month)
+    let (month, day) = (digits(&[mo0, mo1])?, digits(&[d0, d1])?);
+    let (hour, minute, second) = (digits(&[h0, h1])?, digits(&[mi0, mi1])?, digits(&[s0, s1])?);
+    // Before 1970 cannot be a time in seconds since then.
+    if year < 1970
+        || !(1..=12).contains(&month)
         || day < 1
         || day > days_in_month(year, month)
         || hour > 23
@@ -222,38 +219,43 @@ pub(crate) fn time_to_unix(tlv: &Tlv<'_>) -> Result<u64, DerError> {
     {
         return Err(DerError::BadValue);
     }
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
-    u64::try_from(seconds).map_err(|_| DerError::BadValue)
+    let seconds_of_day = hour * 3_600 + minute * 60 + second;
+    Ok(u64::from(days_from_civil(year, month, day)) * 86_400 + u64::from(seconds_of_day))
 }
 
-fn digits(ascii: &[u8]) -> Result<i64, DerError> {
-    ascii.iter().try_fold(0i64, |acc, &c| {
+/// A number written in ASCII decimal digits (at most 4 here).
+fn digits(ascii: &[u8]) -> Result<u32, DerError> {
+    ascii.iter().try_fold(0u32, |acc, &c| {
         if c.is_ascii_digit() {
-            Ok(acc * 10 + i64::from(c - b'0'))
+            Ok(acc * 10 + u32::from(c - b'0'))
         } else {
             Err(DerError::BadValue)
         }
     })
 }
 
-fn days_in_month(year: i64, month: i64) -> i64 {
+fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
+            29
+        }
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+/// Days since 1970-01-01 of a Gregorian date from then on (H. Hinnant's
+/// algorithm, in 32-bit arithmetic: a 64-bit division costs a 584-byte
+/// library routine on a 32-bit core).
+fn days_from_civil(year: u32, month: u32, day: u32) -> u32 {
     let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
+    let (era, yoe) = (y / 400, y % 400);
     let mp = (month + 9) % 12;
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    // 719,468: days from 0000-03-01 to 1970-01-01; `year >= 1970` keeps
+    // this from going below zero.
     era * 146_097 + doe - 719_468
 }
 
@@ -381,8 +383,31 @@ mod tests {
             b"7001010000Z",
             b"700101000000+0100",
             b"7a0101000000Z",
+            // Before the epoch (UTCTime 50-69 is 1950-1969).
+            b"691231235959Z",
         ] {
             assert_eq!(utc(bad), Err(DerError::BadValue), "{bad:?}");
         }
+        assert_eq!(generalized(b"19691231235959Z"), Err(DerError::BadValue));
+    }
+
+    /// Walks the calendar day by day from 1970 to the end of 9999: every
+    /// valid date is the day after the previous one.
+    #[test]
+    fn every_day_follows_the_one_before() {
+        let mut expected = 0;
+        for year in 1970..=9999 {
+            for month in 1..=12 {
+                for day in 1..=days_in_month(year, month) {
+                    assert_eq!(
+                        days_from_civil(year, month, day),
+                        expected,
+                        "{year}-{month}-{day}"
+                    );
+                    expected += 1;
+                }
+            }
+        }
+        assert_eq!(expected, 2_932_897);
     }
 }
