@@ -345,7 +345,7 @@ struct Delivered {
 const TOO_LARGE_QUEUE: usize = 4;
 
 /// Reads that may take what has arrived before queued packets are flushed
-/// (see `Client::read_more`): bounds the delay a stream of incoming
+/// (see `Client::need_bytes`): bounds the delay a stream of incoming
 /// packets can add to outgoing ones.
 const MAX_READS_BEFORE_FLUSH: u8 = 16;
 
@@ -460,7 +460,7 @@ pub struct Client<'b, 's, T, TM, const N: usize> {
     tx: &'b mut [u8],
     keep_alive: KeepAlive,
     /// Reads that took what had arrived while packets stayed queued (see
-    /// `read_more`); reset by every flush.
+    /// `need_bytes`); reset by every flush.
     reads_before_flush: u8,
     /// A message handed to the application by the last `poll`: its frame is
     /// removed and its acknowledgement sent at the next call.
@@ -1486,7 +1486,7 @@ where
         }
         self.rx.skip = size - self.rx.filled;
         self.rx.filled = 0;
-        // `read_frame` checked there is room.
+        // `frame_at_hand` checked there is room.
         let _ = self.too_large.push_back(TooLarge {
             // `FixedHeader` caps the remaining length at 268,435,455 (§2.2.3).
             size: u32::try_from(size).unwrap_or(u32::MAX),
@@ -1782,7 +1782,7 @@ fn packet_type(packet: &Incoming<'_>) -> PacketType {
 }
 
 /// Stands for "the receive buffer is full of messages for `poll`" inside
-/// `read_frame`; waiting methods replace it by their own identifier.
+/// `frame_at_hand`; waiting methods replace it by their own identifier.
 const QUEUE_FULL: PacketId = match PacketId::new(1) {
     Some(id) => id,
     None => panic!("1 is a packet identifier"),
