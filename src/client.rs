@@ -572,9 +572,6 @@ where
         };
         let len = encode::connect(&connect, client.tx)?;
         let deadline = now.saturating_add(options.connect_timeout_ms);
-        // The session is resent right after CONNACK, in the same run: one
-        // flush for all of it (nothing is resent with a clean session, which
-        // starts from nothing [MQTT-3.1.2-6]).
         let mut program = Program::send(Out::Tx(len), Wait::Connack(deadline));
         let Done::Connack {
             session_present,
@@ -997,6 +994,7 @@ where
             }
             Ok(None) => {
                 program.reply = self.on_timer(program.wait)?;
+                program.urgent = program.reply.is_some();
                 Ok(())
             }
             Err(e) => {
@@ -1012,6 +1010,10 @@ where
     fn step(&mut self, program: &mut Program) -> Result<Io, Error> {
         if let Some(reply) = program.reply.take() {
             return Ok(Io::Write(Out::Small(reply)));
+        }
+        if program.urgent {
+            program.urgent = false;
+            return Ok(Io::Flush);
         }
         if let Some(done) = program.done.take() {
             return Ok(Io::Done(done));
@@ -1080,6 +1082,7 @@ where
                         // Reported now, not after the rest of it arrives.
                         program.done = self.too_large.pop_front().map(Done::TooLarge);
                     }
+                    program.urgent = ack.is_some();
                     program.reply = ack;
                     None
                 }
@@ -1518,9 +1521,7 @@ where
                 Err(Error::KeepAliveTimeout)
             }
             Due::Ping => {
-                // Queued next, flushed before the wait goes on (at once
-                // unless something has arrived meanwhile, which answers
-                // for the broker anyway).
+                // Written and flushed next (`Program::urgent`).
                 self.keep_alive.on_ping_sent(now);
                 Ok(Some(Reply::PINGREQ))
             }
@@ -1616,6 +1617,10 @@ struct Program {
     wait: Wait,
     /// A reply decided while handling a frame (or a PINGREQ), written next.
     reply: Option<Reply>,
+    /// Flush right after `reply`: PINGREQ, and the acknowledgement of a
+    /// skipped message, leave at once (an event returned next could leave
+    /// them queued until the application's next call).
+    urgent: bool,
     /// The outcome, returned once `reply` is written.
     done: Option<Done>,
     /// An at-hand read found nothing: flush, then wait.
@@ -1632,6 +1637,7 @@ impl Program {
             flush,
             wait,
             reply: None,
+            urgent: false,
             done: None,
             nothing_at_hand: false,
         }
