@@ -107,24 +107,26 @@ fn flushed_at(wire: &Wire, packet: &[u8]) -> Option<Millis> {
         .map(|(at, _)| *at)
 }
 
-/// Keep-alive 10 s and nothing sent since CONNECT at 0: the read times out
-/// at 10 s, PINGREQ is due, and a message is at hand at that very moment.
-/// PINGREQ must leave at 10 s, not wait in the buffer until the
-/// application's next call (the broker drops a client it has not heard
-/// from for 1.5 intervals).
-#[test]
-fn a_pingreq_leaves_at_once_even_when_a_message_arrives_with_it() {
+/// Connects (CONNACK first in `incoming`), polls once, hands the event to
+/// `check`, and asserts that nothing stayed queued when `poll` returned.
+/// Returns the clock and what went on the wire.
+fn connect_and_poll_once(
+    incoming: Vec<(Millis, Vec<u8>)>,
+    rx_len: usize,
+    keep_alive_secs: u16,
+    check: impl FnOnce(Event<'_>),
+) -> (Clock, Rc<RefCell<Wire>>) {
     let clock = Clock::default();
     let wire = Rc::new(RefCell::new(Wire::default()));
     let transport = Scripted {
         clock: clock.clone(),
-        incoming: VecDeque::from([(0, CONNACK.to_vec()), (10_000, qos0_publish("a/b", b"hi"))]),
+        incoming: incoming.into(),
         wire: Rc::clone(&wire),
     };
     let mut outbox = [0u8; 256];
     let mut session: Session<'_, 4> = Session::new(&mut outbox);
-    let (mut rx, mut tx) = ([0u8; 128], [0u8; 128]);
-    let options = ConnectOptions::new("timing").with_keep_alive(10);
+    let (mut rx, mut tx) = (vec![0u8; rx_len], [0u8; 64]);
+    let options = ConnectOptions::new("timing").with_keep_alive(keep_alive_secs);
     embassy_futures::block_on(async {
         let (mut client, _) = Client::connect(
             transport,
@@ -136,14 +138,26 @@ fn a_pingreq_leaves_at_once_even_when_a_message_arrives_with_it() {
         )
         .await
         .expect("connect");
-        match client.poll().await.expect("poll") {
-            Event::Message(message) => {
-                assert_eq!((message.topic, message.payload), ("a/b", &b"hi"[..]));
-                assert_eq!(message.qos, QoS::AtMostOnce);
-            }
-            other => panic!("{other:?}"),
-        }
+        check(client.poll().await.expect("poll"));
         assert!(!client.has_unsent(), "something is still queued");
+    });
+    (clock, wire)
+}
+
+/// Keep-alive 10 s and nothing sent since CONNECT at 0: the read times out
+/// at 10 s, PINGREQ is due, and a message is at hand at that very moment.
+/// PINGREQ must leave at 10 s, not wait in the buffer until the
+/// application's next call (the broker drops a client it has not heard
+/// from for 1.5 intervals).
+#[test]
+fn a_pingreq_leaves_at_once_even_when_a_message_arrives_with_it() {
+    let incoming = vec![(0, CONNACK.to_vec()), (10_000, qos0_publish("a/b", b"hi"))];
+    let (clock, wire) = connect_and_poll_once(incoming, 128, 10, |event| match event {
+        Event::Message(message) => {
+            assert_eq!((message.topic, message.payload), ("a/b", &b"hi"[..]));
+            assert_eq!(message.qos, QoS::AtMostOnce);
+        }
+        other => panic!("{other:?}"),
     });
     let wire = wire.borrow();
     assert_eq!(
@@ -160,41 +174,18 @@ fn a_pingreq_leaves_at_once_even_when_a_message_arrives_with_it() {
 /// does not make the broker send it (and `poll` report it) again.
 #[test]
 fn the_puback_of_a_skipped_message_has_left_when_poll_reports_it() {
-    let clock = Clock::default();
-    let wire = Rc::new(RefCell::new(Wire::default()));
     // PUBLISH QoS 1, topic "big", id 0x0102, 100 bytes of payload.
     let mut big = vec![0x32, 2 + 3 + 2 + 100, 0, 3, b'b', b'i', b'g', 0x01, 0x02];
     big.extend_from_slice(&[7; 100]);
-    let transport = Scripted {
-        clock: clock.clone(),
-        incoming: VecDeque::from([(0, CONNACK.to_vec()), (5, big)]),
-        wire: Rc::clone(&wire),
-    };
-    let mut outbox = [0u8; 256];
-    let mut session: Session<'_, 4> = Session::new(&mut outbox);
-    let (mut rx, mut tx) = ([0u8; 64], [0u8; 64]);
-    let options = ConnectOptions::new("timing");
-    embassy_futures::block_on(async {
-        let (mut client, _) = Client::connect(
-            transport,
-            clock.clone(),
-            &mut session,
-            &mut rx,
-            &mut tx,
-            &options,
-        )
-        .await
-        .expect("connect");
-        match client.poll().await.expect("poll") {
-            Event::MessageTooLarge {
-                size, packet_id, ..
-            } => {
-                assert_eq!(size, 109);
-                assert_eq!(packet_id.map(|id| id.get()), Some(0x0102));
-            }
-            other => panic!("{other:?}"),
+    let incoming = vec![(0, CONNACK.to_vec()), (5, big)];
+    let (_, wire) = connect_and_poll_once(incoming, 64, 60, |event| match event {
+        Event::MessageTooLarge {
+            size, packet_id, ..
+        } => {
+            assert_eq!(size, 109);
+            assert_eq!(packet_id.map(|id| id.get()), Some(0x0102));
         }
-        assert!(!client.has_unsent(), "something is still queued");
+        other => panic!("{other:?}"),
     });
     let wire = wire.borrow();
     assert_eq!(
