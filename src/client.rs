@@ -1100,8 +1100,12 @@ where
                     self.on_frame_while_waiting(program, waiting, frame)?;
                 }
             }
-            if program.reply.is_some() || program.done.is_some() {
-                return self.step(program);
+            // What the frame asks for goes first (as at the top).
+            if let Some(reply) = program.reply.take() {
+                return Ok(Io::Write(Out::Small(reply)));
+            }
+            if let Some(done) = program.done.take() {
+                return Ok(Io::Done(done));
             }
         }
     }
