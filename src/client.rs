@@ -976,6 +976,9 @@ where
                 Err(Error::ConnectionClosed)
             }
             Ok(Some(n)) => {
+                // `Transport` is a public trait: a count beyond the space
+                // offered must not index past `rx`.
+                let n = n.min(self.rx.buf.len().saturating_sub(filled));
                 self.keep_alive.on_received(self.timer.now());
                 program.nothing_at_hand = false;
                 // Discard bytes of a skipped packet.
