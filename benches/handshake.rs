@@ -558,7 +558,7 @@ fn ram_report(fixture: &Fixture) {
     println!("\n## RAM (x86_64, release; a 32-bit device's pointers are half as large)\n");
     println!("| item | bytes |");
     println!("|---|---|");
-    let rows: [(&str, usize); 5] = [
+    let rows: [(&str, usize); 6] = [
         (
             "Client<TlsStream, N = 4> (owns the TLS stream)",
             size_of::<DeviceClient>(),
@@ -569,6 +569,10 @@ fn ram_report(fixture: &Fixture) {
             size_of::<TlsConnection<'static, ClientSocket, Aes128GcmSha256>>(),
         ),
         ("Session<N = 4>", size_of::<Session<'static, 4>>()),
+        (
+            "mqtts::Error (the size of every Result the client moves)",
+            size_of::<mqtts::Error>(),
+        ),
         (
             "ClientSocket (tokio duplex adapter, host only)",
             size_of::<ClientSocket>(),

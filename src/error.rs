@@ -8,17 +8,24 @@ use core::fmt;
 pub const MAX_FILTER_IN_ERROR: usize = 64;
 
 /// A topic filter kept inside an error (truncated to [`MAX_FILTER_IN_ERROR`] bytes).
-pub type FilterName = heapless::String<MAX_FILTER_IN_ERROR>;
+pub type FilterName = heapless::String<MAX_FILTER_IN_ERROR, u8>;
 
-/// The longest DNS name (RFC 1035 §2.3.4): the capacity of [`ServerName`].
-pub const MAX_SERVER_NAME_LEN: usize = 253;
+/// How much of the dialled server name an error keeps.
+///
+/// Names of up to 64 bytes are kept whole (a DNS label has at most 63,
+/// RFC 1035 §2.3.4; broker names are far shorter), longer ones are cut
+/// there. Not the full 253 of a DNS name: every `Result` the client
+/// returns is as large as its largest error, and with a 253-byte name that
+/// was 352 bytes on x86_64, copied at each step of every publish (550
+/// instructions of a pipelined QoS 1 message on x86_64, docs/PERFORMANCE.md).
+pub const MAX_SERVER_NAME_LEN: usize = 64;
 
-/// A server name kept inside an error.
-pub type ServerName = heapless::String<MAX_SERVER_NAME_LEN>;
+/// A server name kept inside an error (truncated to [`MAX_SERVER_NAME_LEN`] bytes).
+pub type ServerName = heapless::String<MAX_SERVER_NAME_LEN, u8>;
 
 /// The longest prefix of `text` that fits `N` bytes, cut at a character
 /// boundary: how names and filters are kept inside errors.
-pub(crate) fn truncated<const N: usize>(text: &str) -> heapless::String<N> {
+pub(crate) fn truncated<const N: usize>(text: &str) -> heapless::String<N, u8> {
     let mut end = text.len().min(N);
     // Ends at 0 at the latest, which is always a boundary.
     while !text.is_char_boundary(end) {

@@ -278,6 +278,31 @@ async fn ca_second_anchor_and_wildcard_name_connect() {
     ));
 }
 
+/// A name longer than an error keeps (`MAX_SERVER_NAME_LEN`, 64 bytes) is
+/// reported by its first 64 bytes.
+#[tokio::test]
+async fn a_long_wrong_server_name_is_reported_by_its_first_64_bytes() {
+    let pki = TestPki::with_intermediate(KeyKind::P256);
+    let root = pki.root.der_bytes();
+    let anchors = [root.as_slice()];
+    let name = format!("{}.{}.test", "a".repeat(60), "b".repeat(40));
+    let outcome = run(
+        config_for(&pki),
+        TlsOptions::new(&name, Trust::certificate_authorities(&anchors)),
+    )
+    .await;
+    match assert_refused(&outcome) {
+        Error::CertificateRejected {
+            reason: CertificateError::NameMismatch { expected },
+            ..
+        } => {
+            assert_eq!(mqtts::error::MAX_SERVER_NAME_LEN, 64);
+            assert_eq!(expected.as_str(), &name[..64]);
+        }
+        other => panic!("expected NameMismatch, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn ca_with_wrong_server_name_is_refused_naming_the_expected_name() {
     let pki = TestPki::with_intermediate(KeyKind::P256);
