@@ -205,19 +205,23 @@ impl<const N: usize> SessionState<'_, N> {
     /// or in `completed` (`taken` itself is not in either).
     #[inline(never)]
     fn free_run_after(&self, taken: PacketId) -> u16 {
-        const IDS: u32 = u16::MAX as u32;
-        // Distance forward from `taken`, 1..=65,534 for any other identifier.
-        let ahead = |id: PacketId| (u32::from(id.get()) + IDS - u32::from(taken.get())) % IDS;
-        let nearest = self
-            .in_flight
-            .iter()
-            .map(|m| m.id)
-            .chain(self.completed.iter().copied())
-            .map(ahead)
-            .min()
-            .unwrap_or(IDS);
+        let taken = taken.get();
+        // 65,535 when nothing is in use: every other identifier is free.
+        let mut nearest = u16::MAX;
+        let in_use = self.in_flight.iter().map(|m| m.id);
+        for id in in_use.chain(self.completed.iter().copied()) {
+            let id = id.get();
+            // How far ahead of `taken` the numbering reaches `id`, over the
+            // 65,535 identifiers 1..=65,535: 1..=65,534.
+            let ahead = if id > taken {
+                id - taken
+            } else {
+                id.wrapping_sub(taken).wrapping_sub(1)
+            };
+            nearest = nearest.min(ahead);
+        }
         // Every identifier strictly between `taken` and the nearest in use.
-        u16::try_from(nearest.saturating_sub(1)).unwrap_or(u16::MAX - 1)
+        nearest.saturating_sub(1)
     }
 
     /// Room for one more QoS 1/2 message of `len` encoded bytes?

@@ -120,6 +120,8 @@ impl<'a> TrustVerifier<'a> {
         self.advance(result)
     }
 
+    // Out of line: inlined into the connect path it made firmware larger.
+    #[inline(never)]
     fn advance(&mut self, result: Result<Progress, Error>) -> Result<(), Error> {
         match result {
             Ok(progress) => {
