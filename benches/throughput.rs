@@ -16,7 +16,9 @@
 //! packets in order). Reported per client: messages per second, client CPU
 //! time per message (`/proc/thread-self/schedstat`: the whole client runs
 //! on this thread, a current-thread tokio runtime; mosquitto is another
-//! process), and `write` system calls and bytes written per message
+//! process), the broker's CPU time per message and the share of the run it
+//! was busy (`/proc/<pid>/schedstat`; close to 100 %: the broker sets the
+//! rate), and `write` system calls and bytes written per message
 //! (`/proc/thread-self/io`), which show how many messages share a TLS
 //! record. Instructions per message: run one client under
 //! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*measured*'`
@@ -76,7 +78,24 @@ fn measured<F: Future>(future: StdPin<&mut F>, cx: &mut Context<'_>) -> Poll<F::
 /// This thread's CPU time (`/proc/thread-self/schedstat`, nanoseconds on
 /// the CPU).
 fn thread_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat");
+    schedstat("/proc/thread-self/schedstat")
+}
+
+/// The broker's process id, for [`broker_cpu`].
+static BROKER_PID: AtomicU64 = AtomicU64::new(0);
+
+/// mosquitto's CPU time (user and kernel: its system calls, TLS and TCP
+/// work count here). mosquitto is single-threaded, so its main thread's
+/// `schedstat` is the whole broker. Busy close to 100 % of the run means
+/// the broker, not the client, sets the rate.
+fn broker_cpu() -> Duration {
+    let pid = BROKER_PID.load(Ordering::Relaxed);
+    schedstat(&format!("/proc/{pid}/schedstat"))
+}
+
+/// The first field of a `schedstat` file: nanoseconds on the CPU.
+fn schedstat(path: &str) -> Duration {
+    let stat = std::fs::read_to_string(path).expect("schedstat");
     let ns: u64 = stat
         .split_whitespace()
         .next()
@@ -106,6 +125,7 @@ struct Sample {
     messages: usize,
     elapsed: Duration,
     cpu: Duration,
+    broker_cpu: Duration,
     writes: u64,
     bytes: u64,
 }
@@ -118,10 +138,20 @@ impl Sample {
     fn cpu_us(&self) -> f64 {
         self.cpu.as_secs_f64() * 1e6 / self.messages as f64
     }
+
+    fn broker_cpu_us(&self) -> f64 {
+        self.broker_cpu.as_secs_f64() * 1e6 / self.messages as f64
+    }
+
+    /// The share of the run the broker was on a CPU.
+    fn broker_busy(&self) -> f64 {
+        self.broker_cpu.as_secs_f64() / self.elapsed.as_secs_f64()
+    }
 }
 
 async fn measure<F: Future>(messages: usize, future: F) -> (F::Output, Sample) {
-    let (cpu, writes, start) = (thread_cpu(), thread_writes(), Instant::now());
+    let (cpu, broker, writes, start) =
+        (thread_cpu(), broker_cpu(), thread_writes(), Instant::now());
     let mut future = std::pin::pin!(future);
     let output = std::future::poll_fn(|cx| measured(future.as_mut(), cx)).await;
     let elapsed = start.elapsed();
@@ -130,6 +160,7 @@ async fn measure<F: Future>(messages: usize, future: F) -> (F::Output, Sample) {
         messages,
         elapsed,
         cpu: thread_cpu() - cpu,
+        broker_cpu: broker_cpu() - broker,
         writes: after.0 - writes.0,
         bytes: after.1 - writes.1,
     };
@@ -509,6 +540,7 @@ fn main() {
         .signed_by(&root);
     // A default mosquitto apart from the TLS listener broker.rs configures.
     let mosquitto = Mosquitto::start(&[&leaf], "");
+    BROKER_PID.store(u64::from(mosquitto.pid()), Ordering::Relaxed);
     let mut roots = rustls::RootCertStore::empty();
     roots.add(root.der()).expect("root");
     let rustls = Arc::new(
@@ -548,8 +580,10 @@ fn main() {
          medians; mqtts TLS write buffer {write_buffer} bytes\n",
         messages / WAIT_DIVISOR
     );
-    println!("| client | msg/s | client CPU us/msg | write calls/msg | bytes written/msg |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| client | msg/s | client CPU us/msg | broker CPU us/msg | broker busy | write calls/msg | bytes written/msg |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     let mut rates = Vec::new();
     for ((name, _), runs) in kinds.iter().zip(&samples) {
         let rate = median(&mut runs.iter().map(Sample::rate).collect::<Vec<_>>());
@@ -564,7 +598,12 @@ fn main() {
         };
         let writes = per(|s| s.writes);
         let bytes = per(|s| s.bytes);
-        println!("| {name} | {rate:.0} | {cpu:.2} | {writes:.2} | {bytes:.1} |");
+        let broker = median(&mut runs.iter().map(Sample::broker_cpu_us).collect::<Vec<_>>());
+        let busy = median(&mut runs.iter().map(Sample::broker_busy).collect::<Vec<_>>());
+        println!(
+            "| {name} | {rate:.0} | {cpu:.2} | {broker:.2} | {:.0} % | {writes:.2} | {bytes:.1} |",
+            busy * 100.0
+        );
         rates.push((*name, rate, cpu));
     }
     let find = |name: &str| rates.iter().find(|(n, _, _)| *n == name).copied();

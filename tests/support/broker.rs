@@ -109,6 +109,12 @@ impl Mosquitto {
     }
 
     /// Kills the broker (as a crash would: no clean shutdown).
+    /// The broker's process id (mosquitto runs in one thread: its main
+    /// thread's CPU time is the broker's).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
