@@ -7,33 +7,41 @@ use core::fmt;
 /// How much of a refused filter an error keeps.
 pub const MAX_FILTER_IN_ERROR: usize = 64;
 
-/// A topic filter kept inside an error (truncated to [`MAX_FILTER_IN_ERROR`] bytes).
+/// A topic filter kept inside an error: at most [`MAX_FILTER_IN_ERROR`]
+/// bytes, ending in "…" when the filter was longer.
 pub type FilterName = heapless::String<MAX_FILTER_IN_ERROR, u8>;
 
 /// How much of the dialled server name an error keeps.
 ///
-/// Names of up to 64 bytes are kept whole (a DNS label has at most 63,
-/// RFC 1035 §2.3.4; broker names are far shorter), longer ones are cut
-/// there. Not the full 253 of a DNS name: every `Result` the client
-/// returns is as large as its largest error, and with a 253-byte name that
-/// was 352 bytes on x86_64, copied at each step of every publish (550
-/// instructions of a pipelined QoS 1 message on x86_64, docs/PERFORMANCE.md).
+/// A DNS name may have 253 bytes (RFC 1035 §2.3.4), but every `Result` the
+/// client returns is as large as its largest error: keeping a whole name
+/// made `Error` 352 bytes on x86_64, copied at each step of every publish
+/// (550 instructions of a pipelined QoS 1 message, docs/PERFORMANCE.md).
+/// A longer name is kept as its first 61 bytes and "…"; the whole name is
+/// the one the application passed to `connect`.
 pub const MAX_SERVER_NAME_LEN: usize = 64;
 
-/// A server name kept inside an error (truncated to [`MAX_SERVER_NAME_LEN`] bytes).
+/// A server name kept inside an error: at most [`MAX_SERVER_NAME_LEN`]
+/// bytes, ending in "…" when the name was longer.
 pub type ServerName = heapless::String<MAX_SERVER_NAME_LEN, u8>;
 
-/// The longest prefix of `text` that fits `N` bytes, cut at a character
-/// boundary: how names and filters are kept inside errors.
+/// `text` if it fits `N` bytes; otherwise its longest prefix that fits
+/// with "…" after it (so a cut name never reads as a whole one), cut at a
+/// character boundary: how names and filters are kept inside errors.
 pub(crate) fn truncated<const N: usize>(text: &str) -> heapless::String<N, u8> {
-    let mut end = text.len().min(N);
+    const MARK: &str = "…";
+    let mut out = heapless::String::new();
+    if out.push_str(text).is_ok() {
+        return out;
+    }
+    let mut end = N.saturating_sub(MARK.len());
     // Ends at 0 at the latest, which is always a boundary.
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let mut out = heapless::String::new();
-    // Cannot fail: at most `N` bytes.
+    // Cannot fail: at most `N` bytes (no mark when `N` has no room for it).
     let _ = out.push_str(text.get(..end).unwrap_or_default());
+    let _ = out.push_str(MARK);
     out
 }
 
@@ -136,7 +144,7 @@ pub enum Error {
     SubscriptionRefused {
         /// Its position in the filters passed.
         index: usize,
-        /// The filter (truncated to 64 bytes).
+        /// The filter (its first 61 bytes and "…" if longer than 64).
         filter: FilterName,
     },
     /// More filters in one SUBSCRIBE or UNSUBSCRIBE than mqtts handles at once.
@@ -185,7 +193,8 @@ pub enum CertificateError {
     UnknownIssuer,
     /// The certificate is not valid for the server name that was dialled.
     NameMismatch {
-        /// The name mqtts expected (the one passed to `connect`).
+        /// The name mqtts expected: the one passed to `connect` (its first 61
+        /// bytes and "…" if longer than [`MAX_SERVER_NAME_LEN`]).
         expected: ServerName,
     },
     /// A certificate in the chain has expired.
@@ -742,14 +751,19 @@ mod tests {
     use std::string::ToString as _;
 
     /// Names and filters kept in errors are cut at a character boundary,
-    /// never inside a UTF-8 sequence.
+    /// never inside a UTF-8 sequence, and say that they were cut.
     #[test]
-    fn truncation_keeps_whole_characters() {
-        assert_eq!(super::truncated::<8>("broker.test").as_str(), "broker.t");
+    fn truncation_keeps_whole_characters_and_marks_the_cut() {
+        assert_eq!(super::truncated::<8>("broker.test").as_str(), "broke…");
+        assert_eq!(
+            super::truncated::<11>("broker.test").as_str(),
+            "broker.test"
+        );
         assert_eq!(super::truncated::<8>("short").as_str(), "short");
-        // "é" is 2 bytes: 7 ASCII + "é" is 9, so it is dropped whole.
-        assert_eq!(super::truncated::<8>("abcdefgé").as_str(), "abcdefg");
-        assert_eq!(super::truncated::<3>("€€").as_str(), "€");
+        // "é" is 2 bytes: 4 ASCII + "é" + "…" would be 9, so "é" goes whole.
+        assert_eq!(super::truncated::<8>("abcdéfgh").as_str(), "abcd…");
+        assert_eq!(super::truncated::<3>("€€").as_str(), "…");
+        // No room for the mark: cut only.
         assert_eq!(super::truncated::<2>("€").as_str(), "");
         assert_eq!(super::truncated::<0>("a").as_str(), "");
     }

@@ -170,10 +170,11 @@ impl<const N: usize> SessionState<'_, N> {
     /// completed, and not rejected by `busy` (identifiers of
     /// SUBSCRIBE/UNSUBSCRIBE awaiting their acknowledgement).
     ///
-    /// Identifiers are handed out in order (1, 2, ... 65,535, 1, ...), so
-    /// one taken now is the farthest ahead of the next candidate: after one
-    /// search of the session's lists, every identifier up to the nearest
-    /// one still in use is free, and `free_after` counts them down without
+    /// Identifiers come into use only by being handed out here, in order
+    /// (1, 2, ... 65,535, 1, ...): one handed out now lies behind every
+    /// candidate until the numbering wraps round to it. So after one search
+    /// of the session's lists, every identifier up to the nearest one still
+    /// in use stays free, and `free_after` counts them down without
     /// searching again. With a window of 64 messages that is one search in
     /// ~65,000 identifiers instead of one per message (a linear search over
     /// the window cost 5 % of a QoS 1 message). `busy` is still asked every
@@ -250,6 +251,8 @@ impl<const N: usize> SessionState<'_, N> {
         len: usize,
         encode: impl FnOnce(&mut [u8]) -> Result<usize, Error>,
     ) -> Result<(usize, usize), Error> {
+        // `next_id` relies on this: only identifiers it handed out are used.
+        debug_assert!(!self.in_use(id), "packet identifier {id} stored twice");
         self.check_room(len)?;
         let offset = match self.place(len) {
             Some(offset) => offset,
