@@ -398,16 +398,7 @@ where
         )));
         crate::stack::separate(handshake).await
     };
-    if let Err(e) = opened {
-        // A failed check explains more than the TlsError embedded-tls got.
-        return Err(verifier.failure().cloned().unwrap_or_else(|| match e {
-            embedded_tls::TlsError::Io(embedded_io::ErrorKind::TimedOut) => {
-                Error::Tls(crate::error::TlsFailure::Timeout)
-            }
-            e => e.into(),
-        }));
-    }
-    let peer = verifier.finish()?;
+    let peer = verifier.conclude(opened)?;
     Ok(TlsStream {
         connection,
         peer,

@@ -76,7 +76,14 @@ impl<'a> TrustVerifier<'a> {
 
     /// The server's Certificate message (RFC 8446 §4.4.2): `chain` leaf
     /// first, and the transcript hash through this message.
-    pub fn on_certificate(&mut self, chain: &[&[u8]], transcript_hash: &[u8]) -> Result<(), Error> {
+    /// A refusal returns the error it recorded (by reference: the error is
+    /// kept once, in the verifier, and never cloned; a clone of the large
+    /// `Error` costs flash at every site).
+    pub fn on_certificate(
+        &mut self,
+        chain: &[&[u8]],
+        transcript_hash: &[u8],
+    ) -> Result<(), &Error> {
         if let Some(observer) = self.observer.as_mut() {
             observer(chain);
         }
@@ -103,7 +110,7 @@ impl<'a> TrustVerifier<'a> {
         &mut self,
         scheme: SignatureScheme,
         signature: &[u8],
-    ) -> Result<(), Error> {
+    ) -> Result<(), &Error> {
         let result = match &self.progress {
             Progress::AwaitingSignature {
                 accepted,
@@ -112,7 +119,8 @@ impl<'a> TrustVerifier<'a> {
                 .key
                 .verify_certificate_verify(scheme, transcript_hash, signature)
                 .map(|()| Progress::Authenticated(accepted.presented)),
-            Progress::Failed(e) => Err(e.clone()),
+            // Refused before: stays refused, with the first error.
+            Progress::Failed(_) => return self.failed(),
             // Before any Certificate (embedded-tls's own verifier panics
             // here), or a second CertificateVerify.
             _ => Err(Error::UnexpectedHandshakeMessage),
@@ -122,36 +130,45 @@ impl<'a> TrustVerifier<'a> {
 
     // Out of line: inlined into the connect path it made firmware larger.
     #[inline(never)]
-    fn advance(&mut self, result: Result<Progress, Error>) -> Result<(), Error> {
-        match result {
-            Ok(progress) => {
-                self.progress = progress;
-                Ok(())
-            }
-            Err(e) => {
-                self.progress = Progress::Failed(e.clone());
-                Err(e)
-            }
-        }
+    fn advance(&mut self, result: Result<Progress, Error>) -> Result<(), &Error> {
+        self.progress = match result {
+            Ok(progress) => progress,
+            Err(e) => Progress::Failed(e),
+        };
+        self.failed()
     }
 
-    /// The error a failed check recorded, if any.
-    pub fn failure(&self) -> Option<&Error> {
+    /// The error a failed check recorded, as an `Err`.
+    fn failed(&self) -> Result<(), &Error> {
         match &self.progress {
-            Progress::Failed(e) => Some(e),
-            _ => None,
+            Progress::Failed(e) => Err(e),
+            _ => Ok(()),
         }
     }
 
-    /// The guard: after the handshake, succeeds only if the certificate was
-    /// trusted *and* its key verified the server's signature.
-    pub fn finish(self) -> Result<PresentedCertificate, Error> {
-        match self.progress {
-            Progress::Authenticated(presented) => Ok(presented),
-            Progress::AwaitingCertificate => Err(Error::MissingCertificate),
-            Progress::AwaitingSignature { .. } => Err(Error::MissingCertificateVerify),
-            Progress::Failed(e) => Err(e),
+    /// The outcome of the handshake `handshake` (embedded-tls's result):
+    /// the error a failed check recorded explains more than the `TlsError`
+    /// embedded-tls got; and a handshake that completed is refused unless
+    /// the certificate was trusted *and* its key verified the server's
+    /// signature (the guard). One exit, so the large `Error` is moved once.
+    #[inline(never)]
+    pub fn conclude(self, handshake: Result<(), TlsError>) -> Result<PresentedCertificate, Error> {
+        match (handshake, self.progress) {
+            (_, Progress::Failed(e)) => Err(e),
+            (Err(TlsError::Io(embedded_io::ErrorKind::TimedOut)), _) => {
+                Err(Error::Tls(crate::error::TlsFailure::Timeout))
+            }
+            (Err(e), _) => Err(e.into()),
+            (Ok(()), Progress::Authenticated(presented)) => Ok(presented),
+            (Ok(()), Progress::AwaitingCertificate) => Err(Error::MissingCertificate),
+            (Ok(()), Progress::AwaitingSignature { .. }) => Err(Error::MissingCertificateVerify),
         }
+    }
+
+    /// The guard alone (see [`TrustVerifier::conclude`]).
+    #[cfg(test)]
+    pub fn finish(self) -> Result<PresentedCertificate, Error> {
+        self.conclude(Ok(()))
     }
 }
 
@@ -196,12 +213,12 @@ impl<CipherSuite: TlsCipherSuite> TlsVerifier<CipherSuite> for TrustVerifier<'_>
         }
         let transcript_hash = transcript.clone().finalize();
         self.on_certificate(&chain, &transcript_hash)
-            .map_err(|e| to_tls_error(&e))
+            .map_err(to_tls_error)
     }
 
     fn verify_signature(&mut self, verify: CertificateVerifyRef) -> Result<(), TlsError> {
         self.on_certificate_verify(verify.signature_scheme, verify.signature)
-            .map_err(|e| to_tls_error(&e))
+            .map_err(to_tls_error)
     }
 }
 
@@ -275,12 +292,12 @@ mod tests {
         let signature = sign(KEY, &TRANSCRIPT);
         assert_eq!(
             v.on_certificate_verify(SignatureScheme::EcdsaSecp256r1Sha256, &signature),
-            Err(Error::UnexpectedHandshakeMessage)
+            Err(&Error::UnexpectedHandshakeMessage)
         );
         // The failure sticks: a later Certificate cannot repair it.
         assert_eq!(
             v.on_certificate(&[CERT], &TRANSCRIPT),
-            Err(Error::UnexpectedHandshakeMessage)
+            Err(&Error::UnexpectedHandshakeMessage)
         );
         assert_eq!(v.finish(), Err(Error::UnexpectedHandshakeMessage));
     }
@@ -291,7 +308,7 @@ mod tests {
         v.on_certificate(&[CERT], &TRANSCRIPT).expect("certificate");
         assert_eq!(
             v.on_certificate(&[CERT], &TRANSCRIPT),
-            Err(Error::UnexpectedHandshakeMessage)
+            Err(&Error::UnexpectedHandshakeMessage)
         );
     }
 
@@ -303,7 +320,7 @@ mod tests {
             v.on_certificate(&[CERT], &TRANSCRIPT).expect("certificate");
             assert_eq!(
                 v.on_certificate_verify(SignatureScheme::EcdsaSecp256r1Sha256, &signature),
-                Err(Error::ServerSignatureInvalid)
+                Err(&Error::ServerSignatureInvalid)
             );
             assert_eq!(v.finish(), Err(Error::ServerSignatureInvalid));
         }
@@ -317,7 +334,7 @@ mod tests {
         for scheme in [SignatureScheme::Ed25519, SignatureScheme::RsaPkcs1Sha256] {
             assert_eq!(
                 v.clone_for_test().on_certificate_verify(scheme, &signature),
-                Err(Error::SignatureSchemeMismatch {
+                Err(&Error::SignatureSchemeMismatch {
                     scheme: scheme.as_u16(),
                     key: crate::trust::KeyAlgorithm::EcdsaP256
                 })
@@ -328,7 +345,7 @@ mod tests {
     #[test]
     fn pin_mismatch_carries_the_presented_fingerprints() {
         let mut v = verifier(&[OTHER]);
-        let Err(Error::PinMismatch { presented }) = v.on_certificate(&[CERT], &TRANSCRIPT) else {
+        let Err(&Error::PinMismatch { presented }) = v.on_certificate(&[CERT], &TRANSCRIPT) else {
             panic!("pin mismatch expected");
         };
         assert!(CERT_SHA256.matches(&presented));
@@ -340,6 +357,29 @@ mod tests {
                 .is_err()
         );
         assert_eq!(v.finish(), Err(Error::PinMismatch { presented }));
+    }
+
+    /// A failed handshake reports the recorded check first, then a timeout
+    /// as such, then embedded-tls's error; a completed one needs both checks.
+    #[test]
+    fn conclude_names_the_first_cause() {
+        let mut v = verifier(&[OTHER]);
+        assert!(v.on_certificate(&[CERT], &TRANSCRIPT).is_err());
+        let Err(Error::PinMismatch { .. }) = v.conclude(Err(TlsError::InvalidCertificate)) else {
+            panic!("the recorded pin mismatch");
+        };
+        assert_eq!(
+            verifier(&[CERT_SPKI]).conclude(Err(TlsError::Io(embedded_io::ErrorKind::TimedOut))),
+            Err(Error::Tls(crate::error::TlsFailure::Timeout))
+        );
+        assert_eq!(
+            verifier(&[CERT_SPKI]).conclude(Err(TlsError::ConnectionClosed)),
+            Err(Error::ConnectionClosed)
+        );
+        assert_eq!(
+            verifier(&[CERT_SPKI]).conclude(Ok(())),
+            Err(Error::MissingCertificate)
+        );
     }
 
     #[test]
@@ -354,7 +394,7 @@ mod tests {
         let mut v = verifier(&[]);
         assert_eq!(
             v.on_certificate(&[CERT], &TRANSCRIPT),
-            Err(Error::Config(crate::error::ConfigError::NoPins))
+            Err(&Error::Config(crate::error::ConfigError::NoPins))
         );
     }
 

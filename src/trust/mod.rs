@@ -193,6 +193,9 @@ impl<'a> Trust<'a> {
 
     /// Like [`Trust::verify_server_certificate`], also decoding the leaf key
     /// that must then verify the CertificateVerify signature.
+    // Out of line: 0.4 KB less flash on riscv32imc than inlined into the
+    // verifier (measured).
+    #[inline(never)]
     pub(crate) fn verify(
         &self,
         chain: &[&[u8]],
