@@ -1265,3 +1265,100 @@ fn subscribe_with_a_filter_over_65535_bytes_writes_nothing() {
         &out[..12]
     );
 }
+
+// ---------------------------------------------------------------------------
+// P9: CONNECT, written by mqtts, byte for byte as mqttrs writes it
+// ---------------------------------------------------------------------------
+
+fn short_bytes() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(any::<u8>(), 0..300)
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Every combination of optional fields (user name, password, will with
+    /// each QoS and retain), long enough fields for 2-byte remaining
+    /// lengths: the same bytes as mqttrs, the exact length, nothing written
+    /// past the frame, and `BufferTooSmall` with nothing written when one
+    /// byte is missing.
+    #[test]
+    fn p9_connect_matches_mqttrs(
+        client_id in "[a-z0-9]{0,40}",
+        username in proptest::option::of("[ -~]{0,200}"),
+        password in proptest::option::of(short_bytes()),
+        keep_alive in any::<u16>(),
+        clean_session in any::<bool>(),
+        will in proptest::option::of((topic_name(), short_bytes(), qos(), any::<bool>())),
+        spare in 0usize..16,
+    ) {
+        let c = encode::Connect {
+            client_id: &client_id,
+            username: username.as_deref(),
+            password: password.as_deref(),
+            keep_alive_secs: keep_alive,
+            clean_session,
+            will: will.as_ref().map(|(topic, payload, qos, retain)| encode::Will {
+                topic,
+                payload,
+                qos: *qos,
+                retain: *retain,
+            }),
+        };
+        let needed = encode::connect_len(&c);
+        let mut out = vec![0xAA; needed + spare];
+        prop_assert_eq!(encode::connect(&c, &mut out), Ok(needed));
+        prop_assert!(out[needed..].iter().all(|&b| b == 0xAA), "wrote past the frame");
+
+        let reference = mqttrs::Packet::Connect(mqttrs::Connect {
+            protocol: mqttrs::Protocol::MQTT311,
+            keep_alive,
+            client_id: &client_id,
+            clean_session,
+            last_will: will.as_ref().map(|(topic, payload, qos, retain)| mqttrs::LastWill {
+                topic,
+                message: payload,
+                qos: match qos {
+                    QoS::AtMostOnce => mqttrs::QoS::AtMostOnce,
+                    QoS::AtLeastOnce => mqttrs::QoS::AtLeastOnce,
+                    QoS::ExactlyOnce => mqttrs::QoS::ExactlyOnce,
+                },
+                retain: *retain,
+            }),
+            username: username.as_deref(),
+            password: password.as_deref(),
+        });
+        let mut expected = vec![0u8; needed + 16];
+        let written = mqttrs::encode_slice(&reference, &mut expected);
+        prop_assert_eq!(written, Ok(needed));
+        prop_assert_eq!(&out[..needed], &expected[..needed]);
+
+        let capacity = needed - 1;
+        let mut small = vec![0xAA; capacity];
+        prop_assert_eq!(
+            encode::connect(&c, &mut small),
+            Err(EncodeError::BufferTooSmall { needed, capacity })
+        );
+        prop_assert!(small.iter().all(|&b| b == 0xAA), "wrote into a buffer too small");
+    }
+}
+
+/// A CONNECT field over 65,535 bytes is `FieldTooLong` and nothing is written.
+#[test]
+fn connect_with_a_field_over_65535_bytes_writes_nothing() {
+    let long = "x".repeat(65_536);
+    let mut out = vec![0xAA; 70_000];
+    let c = encode::Connect {
+        client_id: "id",
+        username: Some(&long),
+        password: None,
+        keep_alive_secs: 60,
+        clean_session: true,
+        will: None,
+    };
+    assert_eq!(
+        encode::connect(&c, &mut out),
+        Err(EncodeError::FieldTooLong { len: 65_536 })
+    );
+    assert!(out.iter().all(|&b| b == 0xAA), "nothing written");
+}

@@ -290,83 +290,92 @@ pub fn decode(frame: &[u8]) -> Result<Incoming<'_>, ProtocolError> {
         }
     };
 
-    // The type, flags and fixed lengths first.
+    // One pass per type: flags, length, then the fields (every field read
+    // below is in bounds and checked; mqttrs stays the oracle of the
+    // property tests).
+    let id = |hi: u8, lo: u8| packet_id(packet, hi, lo);
     match packet {
         PacketType::Connack => {
             expect_flags(0)?;
             expect_len(2)?;
-            if let [flags, code] = *body {
-                // Bits 7-1 of the acknowledge flags are reserved (§3.2.2.1).
-                if flags & 0xFE != 0 {
-                    return Err(ProtocolError::InvalidConnackFlags(flags));
-                }
-                let code =
-                    ConnackCode::from_u8(code).ok_or(ProtocolError::InvalidConnackCode(code))?;
-                // A refusal must not claim a session (§3.2.2.2).
-                if code != ConnackCode::Accepted && flags != 0 {
-                    return Err(ProtocolError::InvalidConnackFlags(flags));
-                }
+            let [flags, code] = *body else {
+                return Err(ProtocolError::Truncated);
+            };
+            // Bits 7-1 of the acknowledge flags are reserved (§3.2.2.1).
+            if flags & 0xFE != 0 {
+                return Err(ProtocolError::InvalidConnackFlags(flags));
             }
+            let code = ConnackCode::from_u8(code).ok_or(ProtocolError::InvalidConnackCode(code))?;
+            // A refusal must not claim a session (§3.2.2.2).
+            if code != ConnackCode::Accepted && flags != 0 {
+                return Err(ProtocolError::InvalidConnackFlags(flags));
+            }
+            Ok(Incoming::Connack {
+                session_present: flags & 1 == 1,
+                code,
+            })
         }
-        // Checked field by field while it is read, below.
-        PacketType::Publish => {}
-        PacketType::Puback | PacketType::Pubrec | PacketType::Pubcomp | PacketType::Unsuback => {
-            expect_flags(0)?;
+        // Checked field by field while it is read.
+        PacketType::Publish => validate_publish(header.flags, body).map(Incoming::Publish),
+        PacketType::Puback
+        | PacketType::Pubrec
+        | PacketType::Pubrel
+        | PacketType::Pubcomp
+        | PacketType::Unsuback => {
+            // PUBREL has flags 0b0010 (§3.6.1), the others 0.
+            expect_flags(if packet == PacketType::Pubrel {
+                0b0010
+            } else {
+                0
+            })?;
             expect_len(2)?;
-        }
-        PacketType::Pubrel => {
-            expect_flags(0b0010)?;
-            expect_len(2)?;
+            let [hi, lo] = *body else {
+                return Err(ProtocolError::Truncated);
+            };
+            let id = id(hi, lo)?;
+            Ok(match packet {
+                PacketType::Puback => Incoming::Puback(id),
+                PacketType::Pubrec => Incoming::Pubrec(id),
+                PacketType::Pubrel => Incoming::Pubrel(id),
+                PacketType::Pubcomp => Incoming::Pubcomp(id),
+                _ => Incoming::Unsuback(id),
+            })
         }
         PacketType::Suback => {
             expect_flags(0)?;
-            if body.len() < 3 {
+            let [hi, lo, ref codes @ ..] = *body else {
+                return Err(ProtocolError::WrongLength {
+                    packet,
+                    expected: 3,
+                    found: body.len(),
+                });
+            };
+            if codes.is_empty() {
                 return Err(ProtocolError::WrongLength {
                     packet,
                     expected: 3,
                     found: body.len(),
                 });
             }
+            for &code in codes {
+                suback_code(code)?;
+            }
+            Ok(Incoming::Suback {
+                packet_id: id(hi, lo)?,
+                codes,
+            })
         }
         PacketType::Pingresp => {
             expect_flags(0)?;
             expect_len(0)?;
+            Ok(Incoming::Pingresp)
         }
         PacketType::Connect
         | PacketType::Subscribe
         | PacketType::Unsubscribe
         | PacketType::Pingreq
-        | PacketType::Disconnect => return Err(ProtocolError::UnexpectedPacket(packet)),
+        | PacketType::Disconnect => Err(ProtocolError::UnexpectedPacket(packet)),
     }
-
-    // Validated: every field below is in bounds and well formed, so the
-    // packet is read here directly. (mqttrs would parse it a second time
-    // and copy nothing we need; it stays the oracle of the property tests.)
-    let id = |hi: u8, lo: u8| packet_id(packet, hi, lo);
-    Ok(match (packet, body) {
-        (PacketType::Connack, &[flags, code]) => Incoming::Connack {
-            session_present: flags & 1 == 1,
-            code: ConnackCode::from_u8(code).ok_or(ProtocolError::InvalidConnackCode(code))?,
-        },
-        (PacketType::Publish, _) => Incoming::Publish(validate_publish(header.flags, body)?),
-        (PacketType::Puback, &[hi, lo]) => Incoming::Puback(id(hi, lo)?),
-        (PacketType::Pubrec, &[hi, lo]) => Incoming::Pubrec(id(hi, lo)?),
-        (PacketType::Pubrel, &[hi, lo]) => Incoming::Pubrel(id(hi, lo)?),
-        (PacketType::Pubcomp, &[hi, lo]) => Incoming::Pubcomp(id(hi, lo)?),
-        (PacketType::Unsuback, &[hi, lo]) => Incoming::Unsuback(id(hi, lo)?),
-        (PacketType::Suback, &[hi, lo, ref codes @ ..]) => {
-            for &code in codes {
-                suback_code(code)?;
-            }
-            Incoming::Suback {
-                packet_id: id(hi, lo)?,
-                codes,
-            }
-        }
-        (PacketType::Pingresp, []) => Incoming::Pingresp,
-        // Every other combination was refused above.
-        _ => return Err(ProtocolError::Truncated),
-    })
 }
 
 /// §3.3: flags carry DUP, QoS and RETAIN; the body is a topic name, a

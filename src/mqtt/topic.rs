@@ -36,13 +36,13 @@ impl core::fmt::Display for TopicError {
 
 impl core::error::Error for TopicError {}
 
-fn common(topic: &str) -> Result<(), TopicError> {
+/// The checks every topic name and filter needs: not empty, not longer
+/// than a 16-bit length prefix allows.
+fn check_length(topic: &str) -> Result<(), TopicError> {
     if topic.is_empty() {
         Err(TopicError::Empty)
     } else if topic.len() > usize::from(u16::MAX) {
         Err(TopicError::TooLong)
-    } else if topic.contains('\0') {
-        Err(TopicError::NullCharacter)
     } else {
         Ok(())
     }
@@ -50,12 +50,7 @@ fn common(topic: &str) -> Result<(), TopicError> {
 
 /// Checks a topic name, as published to (§4.7): no wildcards.
 pub fn validate_name(topic: &str) -> Result<(), TopicError> {
-    if topic.is_empty() {
-        return Err(TopicError::Empty);
-    }
-    if topic.len() > usize::from(u16::MAX) {
-        return Err(TopicError::TooLong);
-    }
+    check_length(topic)?;
     // One pass over the bytes (this runs for every message published and
     // received): NUL, '+' and '#' are single bytes that never occur inside
     // a multi-byte UTF-8 sequence. NUL is reported before a wildcard.
@@ -83,23 +78,29 @@ pub(crate) fn validate_name_bytes(topic: &[u8]) -> Result<&str, TopicError> {
 /// Checks a topic filter, as subscribed to (§4.7.1): `+` matches one whole
 /// level, `#` the rest and must come last.
 pub fn validate_filter(filter: &str) -> Result<(), TopicError> {
-    common(filter)?;
-    // Byte by byte: a wildcard is a whole level when the bytes around it
-    // are '/' or the ends of the filter.
+    check_length(filter)?;
+    // One pass, byte by byte (as `validate_name`, without a separate
+    // search for NUL): a wildcard is a whole level when the bytes around
+    // it are '/' or the ends of the filter. NUL is reported before a
+    // misplaced wildcard, wherever each is.
     let bytes = filter.as_bytes();
+    let mut misplaced = false;
     for (i, &byte) in bytes.iter().enumerate() {
         let starts_level = i == 0 || bytes.get(i - 1) == Some(&b'/');
         let next = bytes.get(i + 1);
         let whole_level = starts_level && matches!(next, None | Some(b'/'));
         match byte {
-            b'+' if !whole_level => return Err(TopicError::MisplacedWildcard),
-            b'#' if !(starts_level && next.is_none()) => {
-                return Err(TopicError::MisplacedWildcard);
-            }
+            0 => return Err(TopicError::NullCharacter),
+            b'+' if !whole_level => misplaced = true,
+            b'#' if !(starts_level && next.is_none()) => misplaced = true,
             _ => {}
         }
     }
-    Ok(())
+    if misplaced {
+        Err(TopicError::MisplacedWildcard)
+    } else {
+        Ok(())
+    }
 }
 
 /// Whether a topic name matches a filter (§4.7). Topics starting with `$`
@@ -165,6 +166,14 @@ mod tests {
             );
         }
         assert_eq!(validate_filter(""), Err(TopicError::Empty));
+        // NUL wins over a misplaced wildcard, before or after it.
+        assert_eq!(validate_filter("a+/\0"), Err(TopicError::NullCharacter));
+        assert_eq!(validate_filter("\0/a#"), Err(TopicError::NullCharacter));
+        assert_eq!(validate_filter("a/\0/#"), Err(TopicError::NullCharacter));
+        assert_eq!(
+            validate_filter(&"x".repeat(65_536)),
+            Err(TopicError::TooLong)
+        );
     }
 
     #[test]
