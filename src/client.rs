@@ -363,6 +363,9 @@ enum AtHand {
 
 /// A packet of at most 4 bytes: an acknowledgement, PINGREQ, DISCONNECT.
 #[derive(Debug, Clone, Copy)]
+// Word-aligned: copied with one word load and store, not byte by byte
+// (108 bytes less flash on riscv32imc).
+#[repr(align(4))]
 struct Reply {
     bytes: [u8; 4],
     len: u8,
@@ -764,10 +767,7 @@ where
                     let _ = granted.push(*qos);
                 }
                 None => {
-                    return Err(Error::SubscriptionRefused {
-                        index,
-                        filter: crate::error::truncated(filter),
-                    });
+                    return Err(Error::subscription_refused(index, filter));
                 }
             }
         }
@@ -853,6 +853,9 @@ where
 
     /// Checks the filters of a SUBSCRIBE/UNSUBSCRIBE (nothing is sent if one
     /// is wrong) and picks its packet identifier.
+    // Out of line: 44 bytes less flash on riscv32imc than inlined into
+    // the `subscribe` future (measured).
+    #[inline(never)]
     fn start_request<'f>(
         &mut self,
         filters: impl ExactSizeIterator<Item = &'f str>,
@@ -884,7 +887,7 @@ where
         let mut program = Program::send(Out::Tx(len), Wait::For(waiting));
         let result = self.run(&mut program).await;
         if !matches!(result, Err(Error::AckPending(_))) {
-            self.requests.retain(|r| *r != request);
+            self.take_request(request);
         }
         match result? {
             Done::Acknowledged(codes, count) => Ok((codes, count)),
@@ -893,10 +896,16 @@ where
     }
 
     /// Forgets a pending request; `true` if it was pending.
+    /// (At most one entry per request: identifiers of pending requests are
+    /// never handed out again, see `request_id`.)
     fn take_request(&mut self, request: Request) -> bool {
-        let pending = self.requests.contains(&request);
-        self.requests.retain(|r| *r != request);
-        pending
+        match self.requests.iter().position(|r| *r == request) {
+            Some(index) => {
+                self.requests.remove(index);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Remembers a SUBSCRIBE/UNSUBSCRIBE until its acknowledgement. A full
@@ -1315,7 +1324,7 @@ where
     }
 
     /// Decodes a frame into owned values, so the buffer can change.
-    fn classify(&mut self, frame: FrameAt) -> Result<Classified, Error> {
+    fn classify(&mut self, frame: FrameAt) -> Result<Classified, ProtocolError> {
         Ok(match self.decode(frame)? {
             Incoming::Publish(p) => Classified::Publish {
                 qos: p.qos,
@@ -1353,7 +1362,7 @@ where
     fn handle_control(
         &mut self,
         control: Control,
-    ) -> Result<(Option<Completed>, Option<Reply>), Error> {
+    ) -> Result<(Option<Completed>, Option<Reply>), ProtocolError> {
         Ok(match control {
             Control::Puback(id) => (
                 self.session.on_puback(id).then_some(Completed::Message(id)),
@@ -1381,12 +1390,12 @@ where
             Control::Unsuback(id) => (Some(Completed::Unsubscribe(id)), None),
             Control::Connack => {
                 self.broken = true;
-                return Err(ProtocolError::UnexpectedPacket(PacketType::Connack).into());
+                return Err(ProtocolError::UnexpectedPacket(PacketType::Connack));
             }
         })
     }
 
-    fn decode(&mut self, frame: FrameAt) -> Result<Incoming<'_>, Error> {
+    fn decode(&mut self, frame: FrameAt) -> Result<Incoming<'_>, ProtocolError> {
         let bytes = self
             .rx
             .buf
@@ -1396,7 +1405,7 @@ where
             Ok(packet) => Ok(packet),
             Err(e) => {
                 self.broken = true;
-                Err(e.into())
+                Err(e)
             }
         }
     }
@@ -1404,6 +1413,9 @@ where
     /// What the receive buffer holds at `rx.queued`: a whole frame, a
     /// message too large for it (skipped here, with the acknowledgement it
     /// is owed), or not enough yet.
+    // Out of line: 74 bytes less flash on riscv32imc than inlined into
+    // `next_frame` and `step` (measured).
+    #[inline(never)]
     fn frame_at_hand(&mut self) -> Result<AtHand, Error> {
         let start = self.rx.queued;
         let available = self.rx.filled - start;
