@@ -251,18 +251,6 @@ pub enum CertificateError {
     ConstraintViolated,
 }
 
-impl CertificateError {
-    /// [`CertificateError::NameMismatch`], built out of line (see
-    /// [`Error::subscription_refused`]).
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn name_mismatch(server_name: &str) -> Self {
-        Self::NameMismatch {
-            expected: truncated(server_name),
-        }
-    }
-}
-
 /// A TLS failure other than trust, named as precisely as embedded-tls reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

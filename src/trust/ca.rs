@@ -107,9 +107,9 @@ pub(super) fn verify_chain(
     if valid_for_name {
         Ok(())
     } else {
-        Err(Failure::Certificate(CertificateError::name_mismatch(
-            server_name,
-        )))
+        Err(Failure::Certificate(CertificateError::NameMismatch {
+            expected: crate::error::truncated(server_name),
+        }))
     }
 }
 
