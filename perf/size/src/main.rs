@@ -61,7 +61,7 @@ fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
 }
 
 /// Polls `future` to completion with a waker that does nothing: the stubs
-/// below are always ready, so no executor is needed.
+/// below wake themselves when they are pending, so no executor is needed.
 fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
     let mut cx = Context::from_waker(Waker::noop());
@@ -70,6 +70,28 @@ fn block_on<F: Future>(future: F) -> F::Output {
             return output;
         }
     }
+}
+
+/// Pending once, or not, as a value the optimiser cannot see says: a real
+/// socket or timer sometimes has to wait. With stubs that are always ready
+/// the optimiser proved every wait away and dropped the code that handles
+/// one (mqtts's deadline and timer paths in `tls/socket.rs`, embedded-tls's
+/// resumption points), which a firmware links.
+async fn may_wait() {
+    struct PendingOnce(bool);
+    impl Future for PendingOnce {
+        type Output = ();
+        fn poll(mut self: core::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.0 {
+                self.0 = false;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        }
+    }
+    PendingOnce(black_box(false)).await
 }
 
 /// What the "server" sends: opaque to the optimiser.
@@ -93,6 +115,7 @@ impl embedded_io::ErrorType for StubSocket {
 
 impl embedded_io_async::Read for StubSocket {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        may_wait().await;
         if black_box(self.position) == usize::MAX {
             return Err(embedded_io::ErrorKind::ConnectionReset);
         }
@@ -109,6 +132,7 @@ impl embedded_io_async::Read for StubSocket {
 
 impl embedded_io_async::Write for StubSocket {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        may_wait().await;
         black_box(buf);
         if black_box(buf.is_empty()) {
             return Err(embedded_io::ErrorKind::BrokenPipe);
@@ -117,6 +141,7 @@ impl embedded_io_async::Write for StubSocket {
     }
 
     async fn flush(&mut self) -> Result<(), Self::Error> {
+        may_wait().await;
         black_box(&*self);
         Ok(())
     }
@@ -327,7 +352,7 @@ mod common {
             .with_max_fragment_length(FRAGMENT)
     }
 
-    /// A clock that reads an unpredictable time and never waits.
+    /// A clock that reads an unpredictable time and may wait.
     #[cfg(any(feature = "pin", feature = "ca"))]
     #[derive(Clone)]
     pub struct StubTimer;
@@ -339,6 +364,7 @@ mod common {
         }
 
         async fn sleep_until(&mut self, deadline: mqtts::time::Millis) {
+            super::may_wait().await;
             super::black_box(deadline);
         }
     }
