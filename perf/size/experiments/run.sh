@@ -28,6 +28,11 @@ IFS=, read -r -a patches <<<"$patch_list"
 name="${patch_list//.patch/}"
 name="${name//,/+}${EXTRA_FEATURES:++${EXTRA_FEATURES// /+}}"
 work="$TARGET_DIR/exp/$name"
+# A target dir of its own: the copied harness is a workspace root at the
+# same relative path as the real one, so cargo gives both the same artifact
+# names, and a shared target dir let an experiment's build stand in for
+# the real harness's floor build (found in round 5: a stale F).
+EXP_TARGET_DIR="$TARGET_DIR/exp-target"
 rm -rf "$work/mqtts" "$work/harness"
 mkdir -p "$work/mqtts/examples" "$work/mqtts/tests" "$work/harness"
 cp -r "$repo_root"/{Cargo.toml,Cargo.lock,README.md,src,benches,certs} "$work/mqtts/"
@@ -59,10 +64,10 @@ for target in "${TARGETS[@]}"; do
     for variant in "${variants[@]}"; do
         features="$variant${EXTRA_FEATURES:+ $EXTRA_FEATURES}"
         "$DEB_BIN/cargo" build --release -Zbuild-std=core,alloc --target "$target" \
-            --features "$features" --target-dir "$TARGET_DIR" >"$work/elf/$target/$variant.log" 2>&1 \
+            --features "$features" --target-dir "$EXP_TARGET_DIR" >"$work/elf/$target/$variant.log" 2>&1 \
             || { echo "build failed: $name $target $variant (log: $work/elf/$target/$variant.log)" >&2; tail -20 "$work/elf/$target/$variant.log" >&2; exit 1; }
         elf="$work/elf/$target/$variant.elf"
-        cp "$TARGET_DIR/$target/release/mqtts-size" "$elf"
+        cp "$EXP_TARGET_DIR/$target/release/mqtts-size" "$elf"
         base="$TARGET_DIR/elf/$target/$variant.elf"
         if [[ -f "$base" ]]; then
             echo "| $name | $target | $variant | $(flash "$elf") | $(flash "$base") | $(($(flash "$base") - $(flash "$elf"))) |"
