@@ -549,6 +549,15 @@ mod tests {
         assert_eq!(s.next_id(|_| false), Some(id(2)));
     }
 
+    /// A deterministic generator (an LCG from `seed`): each call returns a
+    /// number below its argument.
+    fn random_below(mut seed: u32) -> impl FnMut(u32) -> u32 {
+        move |bound| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 8) % bound
+        }
+    }
+
     /// Moves the numbering as if `last` had just been handed out, forgetting
     /// which identifiers ahead are known to be free.
     fn restart_numbering_at<const N: usize>(s: &mut SessionState<'_, N>, last: u16) {
@@ -580,11 +589,7 @@ mod tests {
         let (s, _) = session.split();
         let stuck = store(s, QoS::AtLeastOnce, b"never acknowledged");
         let mut open: std::vec::Vec<PacketId> = std::vec::Vec::new();
-        let mut seed: u32 = 7;
-        let mut next = move |bound: u32| {
-            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            (seed >> 8) % bound
-        };
+        let mut next = random_below(7);
         let (mut handed_out, mut searches, mut skips_of_stuck) = (0, 0, 0);
         // Bounded: about half the steps hand out an identifier.
         for _ in 0..20 * 65_535 {
@@ -632,11 +637,7 @@ mod tests {
         let mut session: Session<'_, 8> = Session::new(&mut outbox);
         let (s, _) = session.split();
         let mut model: std::vec::Vec<(PacketId, QoS, std::vec::Vec<u8>)> = std::vec::Vec::new();
-        let mut seed: u32 = 12_345;
-        let mut next = move |bound: u32| {
-            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            (seed >> 8) % bound
-        };
+        let mut next = random_below(12_345);
         let mut compactions_possible = 0;
         for step in 0..5_000u32 {
             if next(2) == 0 {
