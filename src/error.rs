@@ -281,6 +281,21 @@ pub enum TlsFailure {
     Aborted(Alert),
     /// The server did not complete the handshake in time.
     Timeout,
+    /// A record arrived that TLS 1.3 does not allow at this point
+    /// (RFC 8446 §5): after the handshake, only encrypted records (outer
+    /// type application_data); before it, unencrypted only ServerHello,
+    /// alerts before ServerHello and the compatibility ChangeCipherSpec.
+    /// Anyone on the network path can insert such a record without any
+    /// key, so mqtts ends the connection instead of handing it to the TLS
+    /// engine (embedded-tls 0.19 would panic on some, or report a close
+    /// the server never sent).
+    UnexpectedRecord {
+        /// The record's outer content type (RFC 8446 §5.1: 20
+        /// change_cipher_spec, 21 alert, 22 handshake, 23 application_data).
+        content_type: u8,
+        /// Whether the handshake was complete when it arrived.
+        after_handshake: bool,
+    },
 }
 
 /// A configuration that cannot work.
@@ -585,6 +600,18 @@ impl fmt::Display for UtcTime {
     }
 }
 
+/// The name of a TLS record content type (RFC 8446 §5.1, RFC 6520).
+fn content_type_name(content_type: u8) -> &'static str {
+    match content_type {
+        20 => "change_cipher_spec",
+        21 => "alert",
+        22 => "handshake",
+        23 => "application_data",
+        24 => "heartbeat",
+        _ => "not a TLS 1.3 content type",
+    }
+}
+
 impl fmt::Display for TlsFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -610,6 +637,17 @@ impl fmt::Display for TlsFailure {
             ),
             Self::Aborted(alert) => write!(f, "handshake aborted with alert {alert}"),
             Self::Timeout => f.write_str("the server did not complete the handshake in time"),
+            Self::UnexpectedRecord {
+                content_type,
+                after_handshake,
+            } => write!(
+                f,
+                "a TLS record of content type {content_type} ({}) arrived {} the handshake, \
+                 where TLS 1.3 does not allow it (RFC 8446 §5): inserted on the network path, \
+                 or a broken server; the connection was ended",
+                content_type_name(*content_type),
+                if *after_handshake { "after" } else { "during" },
+            ),
         }
     }
 }
