@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build and link the board firmware examples (examples/boards/*) that this
 # machine can build, in release mode with Debian's Rust toolchain
-# (rustc-web, cargo-web, rust-web-src; linker: lld-22); print each one's
+# (rustc-web, cargo-web, rust-web-src; linker: ld.lld-22 from lld-22); print each one's
 # section sizes and turn it into an app image with esptool (from PyPI), which
 # proves the image is valid for the chip. First run the host tests of the
 # shared application (examples/boards/app).
@@ -27,17 +27,10 @@ BOARDS=(
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 boards_dir="$repo_root/examples/boards"
 
-DEB_BIN="${DEB_BIN:-/usr/bin}"
 die() { echo "build-boards: ERROR: $*" >&2; exit 1; }
-[[ -x "$DEB_BIN/cargo" && -x "$DEB_BIN/rustc" ]] || die "Debian's cargo/rustc missing (apt-get install rustc-web cargo-web rust-web-src)"
-[[ -e "$DEB_BIN/rust-lld" ]] && "$DEB_BIN/rust-lld" -flavor gnu --version >/dev/null 2>&1 \
-    || die "rust-lld does not run (apt-get install lld-22)"
-
-export RUSTC="$DEB_BIN/rustc"
-export RUSTDOC="$DEB_BIN/rustdoc"
-export PATH="$DEB_BIN:$PATH"
-unset RUSTUP_TOOLCHAIN RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER CARGO_BUILD_RUSTC CARGO_BUILD_RUSTC_WRAPPER CARGO CARGO_BUILD_TARGET 2>/dev/null || true
-export RUSTC_BOOTSTRAP=1
+# shellcheck source=scripts/debian-toolchain.sh
+source "$repo_root/scripts/debian-toolchain.sh"
+require_deb_linker
 export CARGO_TARGET_DIR="${BOARDS_TARGET_DIR:-$repo_root/target/boards}"
 export WIFI_SSID="${WIFI_SSID:-ci-network}"
 export WIFI_PASSWORD="${WIFI_PASSWORD:-ci-password}"
@@ -62,7 +55,7 @@ done
 start=$SECONDS
 (cd "$boards_dir/app" \
     && env -u MQTT_CLIENT_ID -u MQTT_TOPIC_PREFIX -u FLESPI_PIN_SHA256 -u FLESPI_PIN_SPKI_SHA256 \
-        "$DEB_BIN/cargo" test --quiet) \
+        "$DEB_CARGO" test --quiet) \
     || die "host tests of examples/boards/app failed"
 echo "build-boards: app host tests passed in $((SECONDS - start)) s"
 
@@ -83,7 +76,7 @@ for entry in "${BOARDS[@]}"; do
     IFS=: read -r board bin target chip <<<"$entry"
     wanted "$board" || continue
     start=$SECONDS
-    (cd "$boards_dir/$board" && "$DEB_BIN/cargo" build --release) \
+    (cd "$boards_dir/$board" && "$DEB_CARGO" build --release) \
         || die "$board: cargo build failed"
     elf="$CARGO_TARGET_DIR/$target/release/$bin"
     [[ -f "$elf" ]] || die "$board: no firmware ELF at $elf"

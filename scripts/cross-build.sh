@@ -16,7 +16,6 @@ set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
-DEB_BIN="${DEB_BIN:-/usr/bin}"
 CROSS_TARGET_DIR="${CROSS_TARGET_DIR:-$repo_root/target/cross}"
 
 # target|features ("" = default features). Library build only.
@@ -36,22 +35,9 @@ COMBINATIONS=(
 
 die() { echo "cross-build: ERROR: $*" >&2; exit 1; }
 
-# --- Debian toolchain, never rustup's -----------------------------------
-[[ -x "$DEB_BIN/cargo" && -x "$DEB_BIN/rustc" ]] \
-    || die "Debian's cargo/rustc not found in $DEB_BIN (apt-get install rustc-web cargo-web rust-web-src)"
-# Debian's cargo must not run rustup's rustc (or its proxies): pin RUSTC and
-# put Debian's bin dir first for anything else cargo spawns (rustdoc, ...).
-export RUSTC="$DEB_BIN/rustc"
-export RUSTDOC="$DEB_BIN/rustdoc"
-export PATH="$DEB_BIN:$PATH"
-unset RUSTUP_TOOLCHAIN RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER CARGO_BUILD_RUSTC CARGO_BUILD_RUSTC_WRAPPER CARGO 2>/dev/null || true
-# -Zbuild-std is unstable; Debian's stable compiler needs this to accept it.
-export RUSTC_BOOTSTRAP=1
-DEB_CARGO="$DEB_BIN/cargo"
-
-sysroot="$("$RUSTC" --print sysroot)"
-[[ -f "$sysroot/lib/rustlib/src/rust/library/core/src/lib.rs" ]] \
-    || die "no std sources under $sysroot/lib/rustlib/src/rust (apt-get install rust-web-src)"
+# --- Debian toolchain, never rustup's (library builds: no linker needed) ---
+# shellcheck source=scripts/debian-toolchain.sh
+source "$repo_root/scripts/debian-toolchain.sh"
 
 echo "cross-build: cargo = $DEB_CARGO ($("$DEB_CARGO" --version))"
 echo "cross-build: rustc = $RUSTC ($("$RUSTC" --version))"

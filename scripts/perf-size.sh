@@ -39,25 +39,17 @@ for arg in "$@"; do
     esac
 done
 
-DEB_BIN="${DEB_BIN:-/usr/bin}"
 TARGET_DIR="${PERF_SIZE_TARGET_DIR:-$repo_root/target/perf-size}"
 read -r -a TARGETS <<<"${PERF_SIZE_TARGETS:-riscv32imc-unknown-none-elf thumbv7em-none-eabihf}"
 read -r -a VARIANTS <<<"${PERF_SIZE_VARIANTS:-floor tls-pin pin ca p384 rsa ed25519}"
 
 die() { echo "perf-size: ERROR: $*" >&2; exit 1; }
 
-# --- Debian toolchain, never rustup's (as scripts/cross-build.sh) ----------
-[[ -x "$DEB_BIN/cargo" && -x "$DEB_BIN/rustc" ]] \
-    || die "Debian's cargo/rustc not found in $DEB_BIN (apt-get install rustc-web cargo-web rust-web-src)"
-export RUSTC="$DEB_BIN/rustc"
-export RUSTDOC="$DEB_BIN/rustdoc"
-export PATH="$DEB_BIN:$PATH"
-unset RUSTUP_TOOLCHAIN RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER CARGO_BUILD_RUSTC CARGO_BUILD_RUSTC_WRAPPER CARGO RUSTFLAGS 2>/dev/null || true
-export RUSTC_BOOTSTRAP=1
-sysroot="$("$RUSTC" --print sysroot)"
-[[ -f "$sysroot/lib/rustlib/src/rust/library/core/src/lib.rs" ]] \
-    || die "no std sources under $sysroot/lib/rustlib/src/rust (apt-get install rust-web-src)"
-"$DEB_BIN/rust-lld" -flavor gnu --version >/dev/null 2>&1 || die "rust-lld does not run (apt-get install lld-22)"
+# --- Debian toolchain, never rustup's; the linker lld-22 installs ----------
+# shellcheck source=scripts/debian-toolchain.sh
+source "$repo_root/scripts/debian-toolchain.sh"
+unset RUSTFLAGS
+require_deb_linker
 for tool in llvm-size-22 llvm-nm-22 llvm-dwarfdump-22; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool missing (apt-get install llvm-22)"
 done
