@@ -14,8 +14,9 @@
 //!
 //! [embedded-tls]: https://docs.rs/embedded-tls
 
-mod socket;
-mod verifier;
+pub(crate) mod record_gate;
+pub(crate) mod socket;
+pub(crate) mod verifier;
 
 pub use socket::{NoTimer, ReadDeadline};
 pub use verifier::ChainObserver;
@@ -26,6 +27,7 @@ use crate::trust::{PresentedCertificate, Trust};
 use embedded_io_async::{Read, Write};
 use embedded_tls::{Aes128GcmSha256, CryptoProvider, TlsConfig, TlsConnection, TlsContext};
 use rand_core::{CryptoRng, RngCore};
+use record_gate::Gate;
 use socket::DeadlineSocket;
 use verifier::TrustVerifier;
 
@@ -222,11 +224,20 @@ impl<R: RngCore + CryptoRng> CryptoProvider for Provider<'_, '_, R> {
 /// - `write_buffer` sets the size of the records mqtts sends; it is used up
 ///   to the record size the server accepts (larger buffers are not an
 ///   error, the surplus stays unused), so records never exceed the limit.
+///   Its last two bytes hold the state of the record gate (below).
 /// - `rng` must be a cryptographically secure generator (a hardware TRNG).
 ///
 /// The handshake succeeds only if the server sent a certificate that
 /// `options.trust()` accepts *and* a CertificateVerify signature made with
 /// that certificate's key.
+///
+/// Records TLS 1.3 does not allow at a point of the connection (RFC 8446
+/// §5: after the handshake anything but encrypted records; during it
+/// unencrypted handshake messages other than ServerHello) never reach the
+/// TLS engine: the handshake or the read fails with
+/// [`TlsFailure::UnexpectedRecord`](crate::error::TlsFailure::UnexpectedRecord)
+/// and the connection is over. Anyone on the network path can insert such
+/// records without a key.
 ///
 /// Cancel safety: dropping the future abandons the handshake; the socket
 /// must then be closed.
@@ -241,15 +252,7 @@ where
     S: Read + Write + 'b,
     R: RngCore + CryptoRng,
 {
-    open(
-        DeadlineSocket::new(socket, None),
-        read_buffer,
-        write_buffer,
-        rng,
-        options,
-        None,
-    )
-    .await
+    open(socket, None, read_buffer, write_buffer, rng, options, None).await
 }
 
 /// Like [`connect`], showing `observer` every certificate the server
@@ -269,7 +272,8 @@ where
     R: RngCore + CryptoRng,
 {
     open(
-        DeadlineSocket::new(socket, None),
+        socket,
+        None,
         read_buffer,
         write_buffer,
         rng,
@@ -303,7 +307,8 @@ where
         timer.now().saturating_add(options.handshake_timeout_ms),
     ));
     let handshake = open(
-        DeadlineSocket::new(socket, Some((deadline, timer.clone()))),
+        socket,
+        Some((deadline, timer.clone())),
         read_buffer,
         write_buffer,
         rng,
@@ -320,7 +325,8 @@ where
 }
 
 async fn open<'b, 'v, S, R, T>(
-    socket: DeadlineSocket<'b, S, T>,
+    socket: S,
+    deadline: Option<(&'b ReadDeadline, T)>,
     read_buffer: &'b mut [u8],
     write_buffer: &'b mut [u8],
     rng: &mut R,
@@ -354,6 +360,15 @@ where
         }
         .into());
     }
+    // The record gate's state, shared by the socket inside embedded-tls and
+    // the stream: two bytes of the write buffer, whose last bytes are
+    // surplus or cost the records two bytes of plaintext (nothing more).
+    let Some((write_buffer, gate_bytes)) = write_buffer.split_last_chunk_mut::<2>() else {
+        // MIN_WRITE_BUFFER was checked above.
+        return Err(Error::Tls(crate::error::TlsFailure::Internal));
+    };
+    let gate = Gate::new(gate_bytes);
+    let socket = DeadlineSocket::new(socket, deadline, gate);
     // embedded-tls fills a record up to (write buffer - overhead): a larger
     // buffer would make records the server must refuse (RFC 8446 §5.1,
     // RFC 6066 §4), so only that much of it is handed over.
@@ -398,7 +413,8 @@ where
         )));
         crate::stack::separate(handshake).await
     };
-    let peer = verifier.conclude(opened)?;
+    let peer = verifier.conclude(opened).map_err(|e| gate.explain(e))?;
+    gate.establish();
     Ok(TlsStream {
         connection,
         peer,
@@ -406,6 +422,7 @@ where
         deadline: None,
         timer: None,
         writing: false,
+        gate,
     })
 }
 
@@ -439,6 +456,8 @@ where
     /// or it failed): embedded-tls 0.19 would then reuse the record's
     /// nonce, so the stream refuses to write again.
     writing: bool,
+    /// Names a record the socket refused (see `record_gate`).
+    gate: Gate<'b>,
 }
 
 impl<'b, S, T> TlsStream<'b, S, T>
@@ -515,7 +534,7 @@ where
             {
                 Ok(None)
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(self.gate.explain(e.into())),
         }
     }
 }
@@ -547,7 +566,11 @@ where
     T: Timer + 'b,
 {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        self.connection.read(buf).await.map_err(Error::from)
+        let gate = self.gate;
+        self.connection
+            .read(buf)
+            .await
+            .map_err(|e| gate.explain(e.into()))
     }
 }
 

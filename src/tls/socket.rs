@@ -18,7 +18,12 @@
 //! So TLS reads are cancel-safe whenever the caller's socket reads are
 //! (embassy-net's and tokio's are), and a deadline fails a read with
 //! [`ErrorKind::TimedOut`] without losing anything.
+//!
+//! Seeing every record header, the socket is also where the record gate
+//! (`record_gate`) refuses records TLS 1.3 does not allow in the current
+//! phase, before embedded-tls sees them.
 
+use super::record_gate::{Admission, Gate};
 use crate::time::{Millis, Timer};
 use core::cell::Cell;
 use core::future::{Future, poll_fn};
@@ -89,10 +94,14 @@ impl ReadDeadline {
 /// A TLS record header's length.
 const HEADER_LEN: usize = 5;
 
-/// The caller's socket, with record tracking and an optional read deadline.
+/// The caller's socket, with record tracking, the record gate and an
+/// optional read deadline.
 pub(crate) struct DeadlineSocket<'d, S, T> {
     inner: S,
     deadline: Option<(&'d ReadDeadline, T)>,
+    gate: Gate<'d>,
+    /// The gate must see the current record's body before it is handed over.
+    check_body: bool,
     header: [u8; HEADER_LEN],
     /// Header bytes read from the socket.
     header_read: usize,
@@ -108,10 +117,12 @@ pub(crate) struct DeadlineSocket<'d, S, T> {
 }
 
 impl<'d, S, T> DeadlineSocket<'d, S, T> {
-    pub fn new(inner: S, deadline: Option<(&'d ReadDeadline, T)>) -> Self {
+    pub fn new(inner: S, deadline: Option<(&'d ReadDeadline, T)>, gate: Gate<'d>) -> Self {
         Self {
             inner,
             deadline,
+            gate,
+            check_body: false,
             header: [0; HEADER_LEN],
             header_read: 0,
             header_delivered: 0,
@@ -132,6 +143,23 @@ impl<'d, S, T> DeadlineSocket<'d, S, T> {
         self.in_body = false;
         self.body_len = 0;
         self.body_filled = 0;
+        self.check_body = false;
+    }
+
+    /// Lets the gate decide on the current record's `body` (if it asked to
+    /// see it); a refusal ends the connection.
+    fn gate_body(&mut self, body: &[u8]) -> Result<(), ErrorKind> {
+        if self.check_body {
+            let [content_type, ..] = self.header;
+            match self.gate.phase().after_body(content_type, body) {
+                Ok(phase) => self.gate.set_phase(phase),
+                Err(refusal) => {
+                    self.gate.refuse(refusal);
+                    return Err(ErrorKind::InvalidData);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -199,6 +227,10 @@ impl<S: Read, T: Timer> Read for DeadlineSocket<'_, S, T> {
         if buf.is_empty() {
             return Ok(0);
         }
+        // A refused record ended the connection: nothing after it is read.
+        if self.gate.refusal().is_some() {
+            return Err(ErrorKind::InvalidData);
+        }
         loop {
             // A header, complete, not (or not entirely) handed over: a new
             // record, or a record embedded-tls restarts.
@@ -241,6 +273,7 @@ impl<S: Read, T: Timer> Read for DeadlineSocket<'_, S, T> {
                     }
                 }
                 let n = self.body_len;
+                self.gate_body(buf.get(..n).unwrap_or_default())?;
                 self.record_done();
                 return Ok(n);
             }
@@ -259,8 +292,20 @@ impl<S: Read, T: Timer> Read for DeadlineSocket<'_, S, T> {
             // plaintext, and the handshake keys are those of whoever
             // answered: refuse it here.
             let [content_type, _, _, hi, lo] = self.header;
-            if content_type == 0x17 && u16::from_be_bytes([hi, lo]) < 17 {
+            let len = u16::from_be_bytes([hi, lo]);
+            if content_type == 0x17 && len < 17 {
                 return Err(ErrorKind::InvalidData);
+            }
+            match self.gate.phase().admit(content_type, len) {
+                Ok(admission) => self.check_body = admission == Admission::CheckBody,
+                Err(refusal) => {
+                    self.gate.refuse(refusal);
+                    return Err(ErrorKind::InvalidData);
+                }
+            }
+            if len == 0 {
+                // No body to wait for: the gate decides now.
+                self.gate_body(&[])?;
             }
             self.header_delivered = 0;
             // Hand it over: the branch at the top.
@@ -316,6 +361,7 @@ impl Timer for NoTimer {
 
 #[cfg(test)]
 mod tests {
+    use super::super::record_gate::{Phase, Refusal};
     use super::*;
 
     /// A socket that reads from a fixed byte string.
@@ -418,6 +464,7 @@ mod tests {
     #[test]
     fn a_dripping_peer_cannot_stretch_one_write_past_the_bound() {
         let clock = Cell::new(1_000);
+        let mut gate_bytes = [0; 2];
         let cell = ReadDeadline::new();
         cell.set_timeout(crate::tls::WRITE_TIMEOUT_MS);
         let mut socket = DeadlineSocket::new(
@@ -426,6 +473,7 @@ mod tests {
                 ready: false,
             },
             Some((&cell, Virtual(&clock))),
+            Gate::new(&mut gate_bytes),
         );
         let result = block_on(socket.write_all(&[0u8; 10]));
         assert_eq!(result, Err(ErrorKind::TimedOut));
@@ -462,7 +510,12 @@ mod tests {
         }
         let cell = ReadDeadline::new();
         cell.set(Some(0));
-        let mut socket = DeadlineSocket::new(Silent, Some((&cell, NeverFires)));
+        let mut gate_bytes = [0; 2];
+        let mut socket = DeadlineSocket::new(
+            Silent,
+            Some((&cell, NeverFires)),
+            Gate::new(&mut gate_bytes),
+        );
         let mut buf = [0u8; 8];
         // One poll decides it (a hang would be the defect).
         assert_eq!(
@@ -471,12 +524,24 @@ mod tests {
         );
     }
 
+    /// A socket without deadline over `bytes`, its gate in `phase`.
+    fn gated<'a>(
+        bytes: &'a [u8],
+        gate: &'a mut [u8; 2],
+        phase: Phase,
+    ) -> (DeadlineSocket<'a, Bytes<'a>, NoTimer>, Gate<'a>) {
+        let gate = Gate::new(gate);
+        gate.set_phase(phase);
+        (DeadlineSocket::new(Bytes(bytes), None, gate), gate)
+    }
+
     #[test]
     fn an_encrypted_record_without_plaintext_is_refused() {
         // Outer type application_data, 16 bytes: a tag and nothing else.
         let mut record = [0u8; 5 + 16];
         record[..5].copy_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x10]);
-        let mut socket = DeadlineSocket::new(Bytes(&record), None::<(&ReadDeadline, NoTimer)>);
+        let mut gate_bytes = [0; 2];
+        let (mut socket, _) = gated(&record, &mut gate_bytes, Phase::Established);
         let mut header = [0u8; 5];
         assert_eq!(
             block_on(socket.read(&mut header)),
@@ -486,7 +551,8 @@ mod tests {
         // 17 bytes (tag + content type) is the smallest valid one.
         let mut record = [0u8; 5 + 17];
         record[..5].copy_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x11]);
-        let mut socket = DeadlineSocket::new(Bytes(&record), None::<(&ReadDeadline, NoTimer)>);
+        let mut gate_bytes = [0; 2];
+        let (mut socket, _) = gated(&record, &mut gate_bytes, Phase::Established);
         assert_eq!(block_on(socket.read(&mut header)), Ok(5));
         let mut body = [0u8; 17];
         assert_eq!(block_on(socket.read(&mut body)), Ok(17));
@@ -494,16 +560,18 @@ mod tests {
 
     #[test]
     fn records_are_handed_over_header_then_whole_body() {
-        let stream = [
-            0x16, 0x03, 0x03, 0x00, 0x03, 1, 2, 3, 0x15, 0x03, 0x03, 0x00, 0x02, 2, 40,
-        ];
-        let mut socket = DeadlineSocket::new(Bytes(&stream), None::<(&ReadDeadline, NoTimer)>);
+        let mut stream = [0u8; 5 + 17 + 5 + 18];
+        stream[..5].copy_from_slice(&[0x17, 0x03, 0x03, 0x00, 17]);
+        stream[5..22].copy_from_slice(&[3; 17]);
+        stream[22..27].copy_from_slice(&[0x17, 0x03, 0x03, 0x00, 18]);
+        let mut gate_bytes = [0; 2];
+        let (mut socket, _) = gated(&stream, &mut gate_bytes, Phase::Established);
         let mut header = [0u8; 5];
         assert_eq!(block_on(socket.read(&mut header)), Ok(5));
-        assert_eq!(header, [0x16, 0x03, 0x03, 0x00, 0x03]);
-        let mut body = [0u8; 3];
-        assert_eq!(block_on(socket.read(&mut body)), Ok(3));
-        assert_eq!(body, [1, 2, 3]);
+        assert_eq!(header, [0x17, 0x03, 0x03, 0x00, 17]);
+        let mut body = [0u8; 17];
+        assert_eq!(block_on(socket.read(&mut body)), Ok(17));
+        assert_eq!(body, [3; 17]);
         assert_eq!(block_on(socket.read(&mut header)), Ok(5));
         // A request that is not the whole body is refused (not 0.19's pattern).
         let mut short = [0u8; 1];
@@ -511,5 +579,95 @@ mod tests {
             block_on(socket.read(&mut short)),
             Err(ErrorKind::Unsupported)
         );
+    }
+
+    /// An unencrypted record after the handshake (here an empty
+    /// EncryptedExtensions, which made embedded-tls 0.19 panic) never
+    /// reaches embedded-tls: the read fails, the gate names the record, and
+    /// every later read fails too.
+    #[test]
+    fn an_unencrypted_record_after_the_handshake_never_reaches_embedded_tls() {
+        let stream = [
+            0x16, 0x03, 0x03, 0x00, 0x06, 0x08, 0x00, 0x00, 0x02, 0x00, 0x00,
+        ];
+        let mut gate_bytes = [0; 2];
+        let (mut socket, gate) = gated(&stream, &mut gate_bytes, Phase::Established);
+        let mut header = [0u8; 5];
+        assert_eq!(
+            block_on(socket.read(&mut header)),
+            Err(ErrorKind::InvalidData)
+        );
+        assert_eq!(header, [0; 5], "nothing handed over");
+        assert_eq!(
+            gate.refusal(),
+            Some(Refusal {
+                content_type: 22,
+                after_handshake: true
+            })
+        );
+        assert_eq!(
+            block_on(socket.read(&mut header)),
+            Err(ErrorKind::InvalidData)
+        );
+    }
+
+    /// ServerHello moves the gate on; after it, the server's flight must be
+    /// encrypted (here a plaintext EncryptedExtensions is refused), but the
+    /// compatibility change_cipher_spec passes.
+    #[test]
+    fn server_hello_opens_the_encrypted_phase() {
+        let mut stream = [0u8; 5 + 42 + 6 + 11];
+        stream[..5].copy_from_slice(&[0x16, 0x03, 0x03, 0x00, 42]);
+        // ServerHello: type 2, length 38, version, random, one more byte.
+        stream[5..9].copy_from_slice(&[2, 0, 0, 38]);
+        stream[9..11].copy_from_slice(&[3, 3]);
+        stream[47..53].copy_from_slice(&[0x14, 0x03, 0x03, 0x00, 0x01, 0x01]);
+        stream[53..].copy_from_slice(&[
+            0x16, 0x03, 0x03, 0x00, 0x06, 0x08, 0x00, 0x00, 0x02, 0x00, 0x00,
+        ]);
+        let mut gate_bytes = [0; 2];
+        let (mut socket, gate) = gated(&stream, &mut gate_bytes, Phase::AwaitingServerHello);
+        let mut header = [0u8; 5];
+        let mut hello = [0u8; 42];
+        assert_eq!(block_on(socket.read(&mut header)), Ok(5));
+        assert_eq!(block_on(socket.read(&mut hello)), Ok(42));
+        assert_eq!(gate.phase(), Phase::Handshake);
+        let mut ccs = [0u8; 1];
+        assert_eq!(block_on(socket.read(&mut header)), Ok(5));
+        assert_eq!(block_on(socket.read(&mut ccs)), Ok(1));
+        assert_eq!(gate.refusal(), None);
+        assert_eq!(
+            block_on(socket.read(&mut header)),
+            Err(ErrorKind::InvalidData)
+        );
+        assert_eq!(
+            gate.refusal(),
+            Some(Refusal {
+                content_type: 22,
+                after_handshake: false
+            })
+        );
+    }
+
+    /// A handshake record before ServerHello is read whole before the gate
+    /// decides: a plaintext flight behind the ServerHello is refused before
+    /// embedded-tls gets the body.
+    #[test]
+    fn a_plaintext_flight_behind_server_hello_is_refused() {
+        let mut stream = [0u8; 5 + 48];
+        stream[..5].copy_from_slice(&[0x16, 0x03, 0x03, 0x00, 48]);
+        stream[5..9].copy_from_slice(&[2, 0, 0, 38]);
+        stream[47..53].copy_from_slice(&[8, 0, 0, 2, 0, 0]);
+        let mut gate_bytes = [0; 2];
+        let (mut socket, gate) = gated(&stream, &mut gate_bytes, Phase::AwaitingServerHello);
+        let mut header = [0u8; 5];
+        let mut body = [0u8; 48];
+        assert_eq!(block_on(socket.read(&mut header)), Ok(5));
+        assert_eq!(
+            block_on(socket.read(&mut body)),
+            Err(ErrorKind::InvalidData)
+        );
+        assert_eq!(gate.phase(), Phase::AwaitingServerHello);
+        assert!(gate.refusal().is_some());
     }
 }
