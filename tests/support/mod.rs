@@ -9,6 +9,7 @@ pub mod at_modem;
 pub mod broker;
 pub mod example;
 pub mod fault_proxy;
+pub mod inject_proxy;
 pub mod mock_broker;
 pub mod pki;
 pub mod server;
