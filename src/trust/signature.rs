@@ -25,6 +25,15 @@ pub(crate) enum ServerKey {
 #[cfg(feature = "rsa")]
 const RSA_BITS: core::ops::RangeInclusive<usize> = 2048..=4096;
 
+/// Whether `key`'s modulus has an accepted size, counted in bits: its
+/// length in bytes × 8 would pass a 2041- to 2047-bit modulus (256 bytes)
+/// as 2048 bits.
+#[cfg(feature = "rsa")]
+fn rsa_size_accepted(key: &rsa::RsaPublicKey) -> bool {
+    use rsa::traits::PublicKeyParts as _;
+    RSA_BITS.contains(&key.n().bits())
+}
+
 impl ServerKey {
     /// Decodes a SubjectPublicKeyInfo's key, refusing types this build cannot verify.
     pub fn from_public_key(info: &PublicKeyInfo<'_>) -> Result<Self, Error> {
@@ -45,10 +54,9 @@ impl ServerKey {
             #[cfg(feature = "rsa")]
             KeyAlgorithm::Rsa => {
                 use rsa::pkcs1::DecodeRsaPublicKey as _;
-                use rsa::traits::PublicKeyParts as _;
                 let key = rsa::RsaPublicKey::from_pkcs1_der(info.key)
                     .map_err(|_| Error::MalformedCertificate)?;
-                if RSA_BITS.contains(&(key.size() * 8)) {
+                if rsa_size_accepted(&key) {
                     Ok(Self::Rsa(key))
                 } else {
                     Err(Error::UnsupportedKey(KeyAlgorithm::Rsa))
@@ -151,11 +159,10 @@ where
     D: sha2::Digest + rsa::pkcs8::AssociatedOid,
 {
     use rsa::pkcs1::DecodeRsaPublicKey as _;
-    use rsa::traits::PublicKeyParts as _;
     let Ok(key) = rsa::RsaPublicKey::from_pkcs1_der(key) else {
         return false;
     };
-    RSA_BITS.contains(&(key.size() * 8))
+    rsa_size_accepted(&key)
         && rsa::pkcs1v15::Signature::try_from(signature).is_ok_and(|sig| {
             rsa::pkcs1v15::VerifyingKey::<D>::new(key)
                 .verify(message, &sig)
@@ -169,10 +176,8 @@ where
     D: sha2::Digest + sha2::digest::DynDigest + Send + Sync + 'static,
 {
     use rsa::pkcs1::DecodeRsaPublicKey as _;
-    use rsa::traits::PublicKeyParts as _;
-    rsa::RsaPublicKey::from_pkcs1_der(key).is_ok_and(|key| {
-        RSA_BITS.contains(&(key.size() * 8)) && rsa_pss::<D>(&key, message, signature)
-    })
+    rsa::RsaPublicKey::from_pkcs1_der(key)
+        .is_ok_and(|key| rsa_size_accepted(&key) && rsa_pss::<D>(&key, message, signature))
 }
 
 /// Signature algorithms for certificate chains (CA mode), implemented with
@@ -405,6 +410,54 @@ mod tests {
         let key = p256::ecdsa::SigningKey::from_slice(&seed).ok()?;
         let signature: p256::ecdsa::Signature = key.sign(message);
         Some(signature.to_der().as_bytes().to_vec())
+    }
+
+    /// A real 2047-bit RSA key (`openssl genpkey -algorithm RSA -pkeyopt
+    /// rsa_keygen_bits:2047`) is refused everywhere an RSA key is used: as
+    /// the server's key and as an issuer's in a chain; the same checks
+    /// with a 2048-bit key and signatures made the same way pass, so the
+    /// size alone refuses it. Its modulus has 256 bytes: counted as
+    /// bytes × 8 it passed as 2048 bits.
+    #[cfg(feature = "rsa")]
+    #[test]
+    fn rsa_key_sizes_are_counted_in_bits() {
+        use super::super::der::Reader;
+        use rsa::pkcs8::DecodePrivateKey as _;
+        use rsa::signature::{RandomizedSigner as _, SignatureEncoding as _, Signer as _};
+        use rsa::traits::PublicKeyParts as _;
+
+        let message = b"tbsCertificate";
+        let check = |private_pkcs8: &[u8], spki: &[u8]| {
+            let private = rsa::RsaPrivateKey::from_pkcs8_der(private_pkcs8).expect("PKCS#8 key");
+            let info = PublicKeyInfo::parse(Reader::new(spki).read().expect("SPKI")).expect("SPKI");
+            let pkcs1 = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(private.clone())
+                .sign(message)
+                .to_vec();
+            let pss = rsa::pss::SigningKey::<sha2::Sha256>::new(private.clone())
+                .sign_with_rng(&mut rand::thread_rng(), message)
+                .to_vec();
+            let server_key = ServerKey::from_public_key(&info).map(|_| ());
+            let as_issuer = (
+                rsa_pkcs1::<sha2::Sha256>(info.key, message, &pkcs1),
+                rsa_pss_cert::<sha2::Sha256>(info.key, message, &pss),
+            );
+            (private.size(), server_key, as_issuer)
+        };
+
+        let (bytes, server_key, as_issuer) = check(
+            include_bytes!("../../tests/data/rsa2047.pk8.der"),
+            include_bytes!("../../tests/data/rsa2047.spki.der"),
+        );
+        assert_eq!(bytes * 8, 2048, "the size in bytes hides the missing bit");
+        assert_eq!(server_key, Err(Error::UnsupportedKey(KeyAlgorithm::Rsa)));
+        assert_eq!(as_issuer, (false, false));
+
+        let (_, server_key, as_issuer) = check(
+            include_bytes!("../../tests/data/rsa2048-a.pk8.der"),
+            include_bytes!("../../tests/data/rsa2048-a.spki.der"),
+        );
+        assert_eq!(server_key, Ok(()));
+        assert_eq!(as_issuer, (true, true));
     }
 
     proptest! {
