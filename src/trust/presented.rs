@@ -18,9 +18,26 @@ pub(crate) fn sha1_digest(data: &[u8]) -> [u8; 20] {
 /// [`CertificateInfo`](super::CertificateInfo)): other configurations do
 /// not link SHA-1.
 ///
-/// Every trust failure carries one, so firmware can print the value the
+/// The trust decisions carry one: [`Error::PinMismatch`] and
+/// [`Error::CertificateRejected`], so firmware can print the value the
 /// broker really uses (after a certificate rotation, say) instead of a bare
-/// "connection failed".
+/// "connection failed", and [`TlsStream::peer_certificate`] once connected.
+/// The other refusals do not: [`Error::MalformedCertificate`] (nothing to
+/// hash a key from), [`Error::UnsupportedKey`] (the fix is a cargo feature),
+/// and [`Error::ServerSignatureInvalid`], [`Error::SignatureSchemeMismatch`]
+/// and [`Error::MissingCertificateVerify`], where the certificate passed
+/// and the server failed to prove it holds its key: its fingerprints are
+/// then those of whatever public certificate was replayed, of no use for
+/// a fix, and a copy in every such error costs flash.
+///
+/// [`Error::PinMismatch`]: crate::Error::PinMismatch
+/// [`Error::CertificateRejected`]: crate::Error::CertificateRejected
+/// [`Error::MalformedCertificate`]: crate::Error::MalformedCertificate
+/// [`Error::UnsupportedKey`]: crate::Error::UnsupportedKey
+/// [`Error::ServerSignatureInvalid`]: crate::Error::ServerSignatureInvalid
+/// [`Error::SignatureSchemeMismatch`]: crate::Error::SignatureSchemeMismatch
+/// [`Error::MissingCertificateVerify`]: crate::Error::MissingCertificateVerify
+/// [`TlsStream::peer_certificate`]: crate::tls::TlsStream::peer_certificate
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PresentedCertificate {
     sha1: Option<[u8; 20]>,
