@@ -22,6 +22,7 @@ use mqtts::client::{Buffers, Client, ConnectOptions, Event, MAX_FILTERS};
 use mqtts::fingerprint::{Fingerprint, HexColons};
 use mqtts::flespi::{Credentials, Flespi};
 use mqtts::mqtt::{QoS, topic};
+use mqtts::time::WallClock;
 use mqtts::tls::{self, TlsOptions};
 use mqtts::trust::{CertificateInfo, KeyAlgorithm, Pin, Trust};
 use std::ffi::OsString;
@@ -754,6 +755,20 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The host's clock, read by mqtts at each connect (CA mode's validity checks).
+struct SystemClock;
+
+impl WallClock for SystemClock {
+    fn now_unix_secs(&self) -> Option<u64> {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs())
+    }
+}
+
+static SYSTEM_CLOCK: SystemClock = SystemClock;
+
 /// An mqtts error from connecting, with a hint where the library's words
 /// need context.
 fn describe(e: &mqtts::Error, target: &str) -> String {
@@ -832,6 +847,8 @@ impl Connection {
                 Trust::insecure_accept_any_certificate()
             } else if anchors.is_empty() {
                 Trust::pinned(pins)
+            } else if pins.is_empty() {
+                Trust::certificate_authorities(anchors)
             } else {
                 Trust::certificate_authorities(anchors).with_pins(pins)
             };
@@ -853,7 +870,7 @@ impl Connection {
         Ok(Settings {
             host,
             port,
-            tls: tls.with_unix_time(unix_now()),
+            tls: tls.with_wall_clock(&SYSTEM_CLOCK),
             mqtt: mqtt
                 .with_keep_alive(keep_alive)
                 .with_connect_timeout_ms(CONNACK_TIMEOUT_MS),
@@ -1101,8 +1118,7 @@ async fn fingerprint(args: FingerprintArgs) -> Result<(), Failure> {
         "mqtts: connecting to {target} WITHOUT trusting it, to show what it presents \
          (name {server_name:?}); nothing is verified but the handshake signature"
     );
-    let options = TlsOptions::new(server_name, Trust::insecure_accept_any_certificate())
-        .with_unix_time(unix_now());
+    let options = TlsOptions::new(server_name, Trust::insecure_accept_any_certificate());
     let socket = open_tcp(&args.host, args.port).await?;
     let mut read_buffer = vec![0u8; TLS_READ];
     let mut write_buffer = vec![0u8; TLS_WRITE];

@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo run --example tls_probe -- HOST[:PORT] [--sha1 FP | --sha256 FP | --spki FP | --ca FILE.der | --insecure]...
-//! cargo run --example tls_probe -- mqtt.flespi.io --insecure
+//! cargo run --example tls_probe --features insecure -- mqtt.flespi.io --insecure
 //! ```
 //!
 //! With `--insecure` it only shows what the server presents (and says so).
@@ -75,8 +75,18 @@ async fn main() -> ExitCode {
 
     let anchor_refs: Vec<&[u8]> = anchors.iter().map(Vec::as_slice).collect();
     let trust = if insecure {
-        eprintln!("warning: --insecure: the server is NOT authenticated");
-        Trust::insecure_accept_any_certificate()
+        #[cfg(feature = "insecure")]
+        {
+            eprintln!("warning: --insecure: the server is NOT authenticated");
+            Trust::insecure_accept_any_certificate()
+        }
+        #[cfg(not(feature = "insecure"))]
+        {
+            eprintln!("--insecure needs mqtts's `insecure` feature (--features insecure)");
+            return ExitCode::from(2);
+        }
+    } else if !anchor_refs.is_empty() && pins.is_empty() {
+        Trust::certificate_authorities(&anchor_refs)
     } else if !anchor_refs.is_empty() {
         Trust::certificate_authorities(&anchor_refs).with_pins(&pins)
     } else if !pins.is_empty() {

@@ -94,6 +94,20 @@ pub enum Error {
     MissingCertificateVerify,
     /// The server sent CertificateVerify before Certificate, or a second one.
     UnexpectedHandshakeMessage,
+    /// CA mode: the [`WallClock`](crate::time::WallClock) given with
+    /// [`TlsOptions::with_wall_clock`](crate::tls::TlsOptions::with_wall_clock)
+    /// has no time yet (SNTP has not answered), or reads a time before the
+    /// floor (an RTC that lost its time): certificate dates cannot be
+    /// checked, so the handshake was not started. Not permanent: the next
+    /// connect reads the clock again. For boards that cannot learn the
+    /// time, see [`TlsOptions::allow_unknown_time`](crate::tls::TlsOptions::allow_unknown_time).
+    ClockNotSet {
+        /// What the clock (or the fixed time) read, seconds since the Unix epoch.
+        reads: Option<u64>,
+        /// The floor it must reach: [`CRATE_RELEASE_TIME`](crate::time::CRATE_RELEASE_TIME)
+        /// or the application's minimum time.
+        minimum: u64,
+    },
     /// The configuration passed to mqtts cannot work; nothing was sent.
     Config(ConfigError),
     /// The broker broke MQTT 3.1.1; the connection was abandoned.
@@ -333,6 +347,14 @@ pub enum ConfigError {
     FieldTooLong,
     /// A QoS 1 or 2 PUBLISH was encoded without a packet identifier.
     MissingPacketId,
+    /// CA mode checks certificate dates (RFC 5280 §4.1.2.5) and was given
+    /// no time source: give a clock with
+    /// [`TlsOptions::with_wall_clock`](crate::tls::TlsOptions::with_wall_clock)
+    /// (SNTP, an RTC) or a time with
+    /// [`TlsOptions::with_unix_time`](crate::tls::TlsOptions::with_unix_time),
+    /// or choose to validate without one with
+    /// [`TlsOptions::allow_unknown_time`](crate::tls::TlsOptions::allow_unknown_time).
+    NoTimeSource,
     /// A record buffer is smaller than a handshake needs.
     BufferTooSmall {
         /// `"read"` or `"write"`.
@@ -458,6 +480,18 @@ impl fmt::Display for Error {
             Self::UnexpectedHandshakeMessage => f.write_str(
                 "the server sent CertificateVerify out of order; refused",
             ),
+            Self::ClockNotSet { reads, minimum } => {
+                f.write_str("CA mode needs the current time to check certificate dates, but the clock ")?;
+                match reads {
+                    Some(reads) => write!(f, "reads {}", UtcTime(*reads))?,
+                    None => f.write_str("has no time yet")?,
+                }
+                write!(
+                    f,
+                    " (it cannot be before {}); set it (SNTP, RTC) before connecting",
+                    UtcTime(*minimum)
+                )
+            }
             Self::Config(e) => write!(f, "invalid configuration: {e}"),
             Self::Protocol(e) => write!(f, "MQTT protocol violation by the broker: {e}"),
             Self::ConnectionRefused(code) => write!(f, "the broker refused the connection: {code}"),
@@ -685,6 +719,12 @@ impl fmt::Display for ConfigError {
             }
             Self::FieldTooLong => f.write_str("a field is longer than 65,535 bytes"),
             Self::MissingPacketId => f.write_str("a QoS 1 or 2 PUBLISH needs a packet identifier"),
+            Self::NoTimeSource => f.write_str(
+                "CA mode checks certificate dates and needs the current time: give a clock \
+                 (TlsOptions::with_wall_clock: SNTP, an RTC) or a time (with_unix_time), or \
+                 choose allow_unknown_time (certificates that expired after the firmware's \
+                 minimum time are then not detected)",
+            ),
             Self::BufferTooSmall { buffer, len, min } => write!(
                 f,
                 "the {buffer} buffer has {len} bytes; at least {min} are needed"

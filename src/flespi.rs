@@ -14,16 +14,33 @@
 //!   **Two devices with the same client id disconnect each other**: give
 //!   each device its own.
 //!
-//! CA mode checks certificate dates when given the time: pass it with
-//! [`TlsOptions::with_unix_time`] once SNTP or an RTC has it.
+//! CA mode checks certificate dates (RFC 5280 §4.1.2.5), so the TLS
+//! options need the time: a [`WallClock`](crate::time::WallClock) (SNTP, an
+//! RTC) with [`TlsOptions::with_wall_clock`], read at each connect, and the
+//! firmware's build time as a floor with [`TlsOptions::with_minimum_time`].
+//! A board that cannot learn the time chooses
+//! [`TlsOptions::allow_unknown_time`] explicitly (an expired certificate of
+//! flespi is then refused only if it expired before the floor); without
+//! either, connecting fails with
+//! [`ConfigError::NoTimeSource`].
+//! Pins ([`Flespi::pinned_only`]) need no time.
 //!
 //! ```
 //! use mqtts::flespi::{Credentials, Flespi};
+//! use mqtts::time::WallClock;
+//! # struct Sntp;
+//! # impl WallClock for Sntp { fn now_unix_secs(&self) -> Option<u64> { None } }
+//! # const BUILD_TIME: u64 = 1_800_000_000;
 //!
+//! static SNTP: Sntp = Sntp; // the application's SNTP client
 //! let flespi = Flespi::new("device-42", Credentials::Token("FlespiToken XXXXXXXX"));
-//! let tls = flespi.tls_options();
+//! let tls = flespi
+//!     .tls_options()
+//!     .with_wall_clock(&SNTP)
+//!     .with_minimum_time(BUILD_TIME);
 //! let mqtt = flespi.connect_options().unwrap().with_keep_alive(120);
 //! assert_eq!(tls.server_name(), "mqtt.flespi.io");
+//! assert_eq!(tls.check(), Ok(()));
 //! assert_eq!(mqtt.username, Some("FlespiToken XXXXXXXX"));
 //! ```
 
@@ -86,7 +103,9 @@ pub struct Flespi<'a> {
     client_id: &'a str,
     credentials: Credentials<'a>,
     roots: &'a [&'a [u8]],
-    pins: &'a [Pin],
+    /// `None`: CA mode alone. An empty list is refused at `check()` and
+    /// connect, never read as "no pins".
+    pins: Option<&'a [Pin]>,
     pins_only: bool,
 }
 
@@ -98,7 +117,7 @@ impl<'a> Flespi<'a> {
             client_id,
             credentials,
             roots: ROOTS,
-            pins: &[],
+            pins: None,
             pins_only: false,
         }
     }
@@ -116,8 +135,10 @@ impl<'a> Flespi<'a> {
     }
 
     /// Pins the leaf as well: the chain must validate *and* match a pin.
+    /// An empty list is refused with
+    /// [`ConfigError::NoPins`] (see [`Trust::with_pins`]).
     pub const fn with_pins(mut self, pins: &'a [Pin]) -> Self {
-        self.pins = pins;
+        self.pins = Some(pins);
         self.pins_only = false;
         self
     }
@@ -125,7 +146,7 @@ impl<'a> Flespi<'a> {
     /// Pins only, no CA (no clock needed, but pins must follow flespi's
     /// certificate renewals: prefer public-key pins).
     pub const fn pinned_only(mut self, pins: &'a [Pin]) -> Self {
-        self.pins = pins;
+        self.pins = Some(pins);
         self.pins_only = true;
         self
     }
@@ -145,14 +166,16 @@ impl<'a> Flespi<'a> {
 
     /// The trust chosen.
     pub const fn trust(&self) -> Trust<'a> {
-        if self.pins_only {
-            Trust::pinned(self.pins)
-        } else {
-            Trust::certificate_authorities(self.roots).with_pins(self.pins)
+        let authorities = Trust::certificate_authorities(self.roots);
+        match (self.pins, self.pins_only) {
+            (Some(pins), true) => Trust::pinned(pins),
+            (Some(pins), false) => authorities.with_pins(pins),
+            (None, _) => authorities,
         }
     }
 
-    /// TLS settings: host as SNI, the trust chosen.
+    /// TLS settings: host as SNI, the trust chosen. In CA mode (the
+    /// default), add the time (see the [module docs](self)).
     pub const fn tls_options(&self) -> TlsOptions<'a> {
         TlsOptions::new(self.host(), self.trust())
     }
@@ -254,5 +277,24 @@ mod tests {
             .with_roots(own_root)
             .with_pins(&pins);
         assert_eq!(custom.trust().check(), Ok(()));
+        // An empty list is no pin at all, never "CA only" (issue 15.3).
+        let flespi = Flespi::new("id", Credentials::Token("t"));
+        for emptied in [flespi.with_pins(&[]), flespi.pinned_only(&[])] {
+            assert_eq!(emptied.trust().check(), Err(ConfigError::NoPins));
+        }
+    }
+
+    /// CA mode needs the time, or the explicit choice to go without it.
+    #[test]
+    fn the_preset_needs_a_time_source_in_ca_mode() {
+        let flespi = Flespi::new("id", Credentials::Token("t"));
+        assert_eq!(flespi.tls_options().check(), Err(ConfigError::NoTimeSource));
+        assert_eq!(
+            flespi.tls_options().with_unix_time(1_800_000_000).check(),
+            Ok(())
+        );
+        assert_eq!(flespi.tls_options().allow_unknown_time().check(), Ok(()));
+        let pins = [Pin::PublicKey([1; 32])];
+        assert_eq!(flespi.pinned_only(&pins).tls_options().check(), Ok(()));
     }
 }

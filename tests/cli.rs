@@ -26,7 +26,7 @@ const RUN_LIMIT: Duration = Duration::from_secs(60);
 /// The tool's executable, built on first use (once per test run).
 fn tool() -> &'static Path {
     static TOOL: OnceLock<PathBuf> = OnceLock::new();
-    TOOL.get_or_init(|| build_example("mqtts", &["flespi", "p384", "ed25519"]))
+    TOOL.get_or_init(|| build_example("mqtts", &["flespi", "p384", "ed25519", "insecure"]))
 }
 
 /// A finished run.

@@ -4,12 +4,14 @@
 
 mod support;
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use embedded_io_async::{Read as _, Write as _};
 use mqtts::Error;
 use mqtts::error::{CertificateError, ConfigError};
 use mqtts::fingerprint::Fingerprint;
+use mqtts::time::{CRATE_RELEASE_TIME, WallClock};
 use mqtts::tls::{self, TlsOptions};
 use mqtts::trust::{KeyAlgorithm, Pin, PresentedCertificate, Trust};
 use rand::rngs::OsRng;
@@ -258,7 +260,8 @@ async fn ca_second_anchor_and_wildcard_name_connect() {
         TlsOptions::new(
             "mqtt.example.test",
             Trust::certificate_authorities(&anchors),
-        ),
+        )
+        .with_unix_time(unix_now()),
     )
     .await;
     assert_connected(&outcome, &leaf);
@@ -266,7 +269,8 @@ async fn ca_second_anchor_and_wildcard_name_connect() {
     // A wildcard covers one label only (RFC 6125 §6.4.3).
     let outcome = run(
         server_config(vec![leaf.der()], leaf.private_key_der()),
-        TlsOptions::new("a.b.example.test", Trust::certificate_authorities(&anchors)),
+        TlsOptions::new("a.b.example.test", Trust::certificate_authorities(&anchors))
+            .with_unix_time(unix_now()),
     )
     .await;
     assert!(matches!(
@@ -289,7 +293,7 @@ async fn a_long_wrong_server_name_is_reported_cut_and_marked() {
     let name = format!("{}.{}.test", "a".repeat(60), "b".repeat(40));
     let outcome = run(
         config_for(&pki),
-        TlsOptions::new(&name, Trust::certificate_authorities(&anchors)),
+        TlsOptions::new(&name, Trust::certificate_authorities(&anchors)).with_unix_time(unix_now()),
     )
     .await;
     match assert_refused(&outcome) {
@@ -312,7 +316,8 @@ async fn ca_with_wrong_server_name_is_refused_naming_the_expected_name() {
     let anchors = [root.as_slice()];
     let outcome = run(
         config_for(&pki),
-        TlsOptions::new("other.test", Trust::certificate_authorities(&anchors)),
+        TlsOptions::new("other.test", Trust::certificate_authorities(&anchors))
+            .with_unix_time(unix_now()),
     )
     .await;
     match assert_refused(&outcome) {
@@ -361,13 +366,17 @@ async fn ca_with_expired_certificate_is_refused_when_time_is_given() {
         other => panic!("expected Expired, got {other:?}"),
     }
 
-    // Documented: without a time, expiry cannot be detected.
+    // Without a time source, CA mode refuses to guess (see the tests of
+    // the validation time below for the explicit clock-less choice).
     let outcome = run(
         config(),
         TlsOptions::new(SERVER_NAME, Trust::certificate_authorities(&anchors)),
     )
     .await;
-    assert_connected(&outcome, &leaf);
+    assert_eq!(
+        assert_refused(&outcome),
+        &Error::Config(ConfigError::NoTimeSource)
+    );
 }
 
 #[tokio::test]
@@ -409,7 +418,8 @@ async fn ca_chain_whose_issuer_is_not_a_ca_is_refused() {
         let anchors = [root_der.as_slice()];
         let outcome = run(
             server_config(vec![leaf.der(), fake_issuer.der()], leaf.private_key_der()),
-            TlsOptions::new(SERVER_NAME, Trust::certificate_authorities(&anchors)),
+            TlsOptions::new(SERVER_NAME, Trust::certificate_authorities(&anchors))
+                .with_unix_time(unix_now()),
         )
         .await;
         assert!(
@@ -441,7 +451,8 @@ async fn ca_with_unknown_or_impostor_root_is_refused() {
         let anchors = [anchor.as_slice()];
         let outcome = run(
             config_for(&pki),
-            TlsOptions::new(SERVER_NAME, Trust::certificate_authorities(&anchors)),
+            TlsOptions::new(SERVER_NAME, Trust::certificate_authorities(&anchors))
+                .with_unix_time(unix_now()),
         )
         .await;
         match assert_refused(&outcome) {
@@ -465,13 +476,13 @@ async fn ca_and_pins_need_both() {
 
     let outcome = run(
         config_for(&pki),
-        TlsOptions::new(SERVER_NAME, trust.with_pins(&good)),
+        TlsOptions::new(SERVER_NAME, trust.with_pins(&good)).with_unix_time(unix_now()),
     )
     .await;
     assert_connected(&outcome, &pki.leaf);
     let outcome = run(
         config_for(&pki),
-        TlsOptions::new(SERVER_NAME, trust.with_pins(&bad)),
+        TlsOptions::new(SERVER_NAME, trust.with_pins(&bad)).with_unix_time(unix_now()),
     )
     .await;
     assert!(matches!(
@@ -500,7 +511,11 @@ async fn every_server_key_type() {
             Trust::pinned(&pins),
             Trust::certificate_authorities(&anchors),
         ] {
-            let outcome = run(config_for(&pki), TlsOptions::new(SERVER_NAME, trust)).await;
+            let outcome = run(
+                config_for(&pki),
+                TlsOptions::new(SERVER_NAME, trust).with_unix_time(unix_now()),
+            )
+            .await;
             if algorithm.is_enabled() {
                 assert_connected(&outcome, &pki.leaf);
             } else {
@@ -551,13 +566,15 @@ async fn certificate_verify_by_another_key_is_refused_in_every_mode() {
         for trust in [
             Trust::pinned(&pins),
             Trust::certificate_authorities(&anchors),
+            #[cfg(feature = "insecure")]
             Trust::insecure_accept_any_certificate(),
         ] {
             // The attacker replays the real (public) certificate but cannot
             // sign with its key.
             let attacker =
                 server_config_with_signing_key(pki.chain(), private_key_der(&other_key_pair(kind)));
-            let outcome = run(attacker, TlsOptions::new(SERVER_NAME, trust)).await;
+            let options = TlsOptions::new(SERVER_NAME, trust).with_unix_time(unix_now());
+            let outcome = run(attacker, options).await;
             assert_eq!(
                 assert_refused(&outcome),
                 &Error::ServerSignatureInvalid,
@@ -567,6 +584,7 @@ async fn certificate_verify_by_another_key_is_refused_in_every_mode() {
     }
 }
 
+#[cfg(feature = "insecure")]
 #[tokio::test]
 async fn insecure_mode_connects_and_reports_the_certificate() {
     let pki = TestPki::new(KeyKind::P256);
@@ -597,11 +615,24 @@ async fn oversized_write_buffer_never_makes_oversized_records() {
     assert_eq!(outcome.server, Ok(message.len()));
 }
 
+/// The client refused before its first handshake message: the server saw
+/// no handshake and nothing reached it.
+fn assert_nothing_sent(outcome: &Outcome) {
+    let server_error = outcome
+        .server
+        .as_ref()
+        .expect_err("the server saw no handshake");
+    assert_eq!(server_error.stage, Stage::Handshake);
+}
+
 #[tokio::test]
 async fn configuration_errors_send_nothing() {
     let pki = TestPki::new(KeyKind::P256);
     let pins = [Pin::PublicKey(pki.leaf.spki_sha256())];
-    let cases: [(TlsOptions<'_>, usize, usize, ConfigError); 4] = [
+    let root = pki.root.der_bytes();
+    let anchors = [root.as_slice()];
+    let ca = Trust::certificate_authorities(&anchors);
+    let cases: [(TlsOptions<'_>, usize, usize, ConfigError); 6] = [
         (
             TlsOptions::new("not a host name!", Trust::pinned(&pins)),
             16_640,
@@ -613,6 +644,19 @@ async fn configuration_errors_send_nothing() {
             16_640,
             1024,
             ConfigError::NoPins,
+        ),
+        // An empty list added to CA mode is no pin at all, not "CA only".
+        (
+            TlsOptions::new(SERVER_NAME, ca.with_pins(&[])).with_unix_time(unix_now()),
+            16_640,
+            1024,
+            ConfigError::NoPins,
+        ),
+        (
+            TlsOptions::new(SERVER_NAME, ca),
+            16_640,
+            1024,
+            ConfigError::NoTimeSource,
         ),
         (
             TlsOptions::new(SERVER_NAME, Trust::pinned(&pins)),
@@ -636,11 +680,213 @@ async fn configuration_errors_send_nothing() {
         ),
     ];
     for (options, read_len, write_len, expected) in cases {
+        assert_eq!(options.check().err().unwrap_or(expected), expected);
         let outcome = run_with_buffers(config_for(&pki), options, read_len, write_len, b"x").await;
         assert_eq!(outcome.client, Err(Error::Config(expected)));
-        let server_error = outcome.server.expect_err("the server saw no handshake");
-        assert_eq!(server_error.stage, Stage::Handshake);
+        assert_nothing_sent(&outcome);
     }
+}
+
+const DAY: u64 = 86_400;
+
+/// Seconds since the Unix epoch as a certificate date.
+fn date(unix_secs: u64) -> ::time::OffsetDateTime {
+    let secs = i64::try_from(unix_secs).expect("a date before 2262");
+    ::time::OffsetDateTime::from_unix_timestamp(secs).expect("a valid date")
+}
+
+/// A root, and a leaf for [`SERVER_NAME`] it issued, valid from
+/// `not_before` to `not_after`.
+fn dated_pki(not_before: u64, not_after: u64) -> (Issued, Issued) {
+    let root = CertSpec::root("Root").self_signed();
+    let leaf = CertSpec::leaf(&[SERVER_NAME])
+        .validity(date(not_before), date(not_after))
+        .signed_by(&root);
+    (root, leaf)
+}
+
+/// A wall clock the test sets, counting how often mqtts reads it.
+struct TestClock {
+    now: Cell<Option<u64>>,
+    reads: Cell<u32>,
+}
+
+impl WallClock for TestClock {
+    fn now_unix_secs(&self) -> Option<u64> {
+        self.reads.set(self.reads.get() + 1);
+        self.now.get()
+    }
+}
+
+/// Whether `error` is the expiry of a certificate valid from `not_before`
+/// to `not_after`, found at `now`.
+fn is_expired_at(error: &Error, now: u64, not_before: u64, not_after: u64) -> bool {
+    let expected = CertificateError::Expired {
+        now,
+        not_before,
+        not_after,
+    };
+    matches!(error, Error::CertificateRejected { reason, .. } if *reason == expected)
+}
+
+#[tokio::test]
+async fn ca_without_the_time_is_an_explicit_choice() {
+    let pki = TestPki::new(KeyKind::P256);
+    let root = pki.root.der_bytes();
+    let anchors = [root.as_slice()];
+    let pins = [Pin::PublicKey(pki.leaf.spki_sha256())];
+    let ca = TlsOptions::new(SERVER_NAME, Trust::certificate_authorities(&anchors));
+    // CA mode with pins checks dates too; pins alone do not.
+    let ca_and_pins = TlsOptions::new(
+        SERVER_NAME,
+        Trust::certificate_authorities(&anchors).with_pins(&pins),
+    );
+    assert_eq!(ca.check(), Err(ConfigError::NoTimeSource));
+    assert_eq!(ca_and_pins.check(), Err(ConfigError::NoTimeSource));
+    assert_eq!(
+        TlsOptions::new(SERVER_NAME, Trust::pinned(&pins)).check(),
+        Ok(())
+    );
+    assert!(
+        Error::Config(ConfigError::NoTimeSource)
+            .to_string()
+            .contains("with_wall_clock"),
+        "the message names the fix"
+    );
+    for options in [ca.allow_unknown_time(), ca_and_pins.allow_unknown_time()] {
+        assert_eq!(options.check(), Ok(()));
+        assert_connected(&run(config_for(&pki), options).await, &pki.leaf);
+    }
+}
+
+/// Issue 15.2: without a clock, mqtts took the newest `notBefore` the
+/// server presented as "now". An attacker holding an old certificate of
+/// the broker and its key (expired, revoked, leaked) presented it, with a
+/// certificate whose `notBefore` lies in its lifetime, and passed. "Now"
+/// never falls below the floor any more.
+#[tokio::test]
+async fn an_old_certificate_presented_by_an_attacker_is_refused_without_a_clock() {
+    const ISSUED: u64 = 1_577_836_800; // 2020-01-01
+    let (root, old) = dated_pki(ISSUED, ISSUED + 365 * DAY);
+    let decoy = CertSpec::root("Decoy")
+        .validity(date(ISSUED + 100 * DAY), date(ISSUED + 200 * DAY))
+        .self_signed();
+    let root_der = root.der_bytes();
+    let anchors = [root_der.as_slice()];
+    let attacker = || server_config(vec![old.der(), decoy.der()], old.private_key_der());
+    let ca = TlsOptions::new(SERVER_NAME, Trust::certificate_authorities(&anchors));
+
+    let outcome = run(attacker(), ca.allow_unknown_time()).await;
+    let error = assert_refused(&outcome);
+    assert!(
+        is_expired_at(error, CRATE_RELEASE_TIME, ISSUED, ISSUED + 365 * DAY),
+        "{error:?}"
+    );
+    match error {
+        Error::CertificateRejected { presented, .. } => assert_presented(presented, &old),
+        other => panic!("{other:?}"),
+    }
+
+    // The firmware's build time raises the floor.
+    let build_time = CRATE_RELEASE_TIME + 30 * DAY;
+    let outcome = run(
+        attacker(),
+        ca.with_minimum_time(build_time).allow_unknown_time(),
+    )
+    .await;
+    let error = assert_refused(&outcome);
+    assert!(
+        is_expired_at(error, build_time, ISSUED, ISSUED + 365 * DAY),
+        "{error:?}"
+    );
+}
+
+/// What the floor does not catch (documented on `allow_unknown_time`): a
+/// certificate that expired after it passes without a clock, and is
+/// refused with one.
+#[tokio::test]
+async fn without_a_clock_a_certificate_that_expired_after_the_floor_passes() {
+    let (not_before, not_after) = (CRATE_RELEASE_TIME - 30 * DAY, CRATE_RELEASE_TIME + 10 * DAY);
+    let (root, leaf) = dated_pki(not_before, not_after);
+    let root_der = root.der_bytes();
+    let anchors = [root_der.as_slice()];
+    let config = || server_config(vec![leaf.der()], leaf.private_key_der());
+    let ca = TlsOptions::new(SERVER_NAME, Trust::certificate_authorities(&anchors));
+
+    assert_connected(&run(config(), ca.allow_unknown_time()).await, &leaf);
+    let later = not_after + 10 * DAY;
+    for options in [
+        ca.with_unix_time(later),
+        ca.with_minimum_time(later).allow_unknown_time(),
+    ] {
+        let outcome = run(config(), options).await;
+        let error = assert_refused(&outcome);
+        assert!(
+            is_expired_at(error, later, not_before, not_after),
+            "{error:?}"
+        );
+    }
+}
+
+/// A wall clock is read at each connect: not set yet, set to a time
+/// before the floor (an RTC that lost its time), after the certificate
+/// expired, then right.
+#[tokio::test]
+async fn the_wall_clock_is_read_at_each_connect() {
+    // Issued after the firmware's floor, as a renewed broker certificate is.
+    let (not_before, not_after) = (CRATE_RELEASE_TIME + DAY, CRATE_RELEASE_TIME + 30 * DAY);
+    let (root, leaf) = dated_pki(not_before, not_after);
+    let root_der = root.der_bytes();
+    let anchors = [root_der.as_slice()];
+    let config = || server_config(vec![leaf.der()], leaf.private_key_der());
+    let clock = TestClock {
+        now: Cell::new(None),
+        reads: Cell::new(0),
+    };
+    let options = TlsOptions::new(SERVER_NAME, Trust::certificate_authorities(&anchors))
+        .with_wall_clock(&clock);
+    assert_eq!(options.check(), Ok(()));
+    assert_eq!(clock.reads.get(), 0, "check() does not read the clock");
+
+    const Y2000: u64 = 946_684_800;
+    for reads in [None, Some(Y2000)] {
+        clock.now.set(reads);
+        let outcome = run(config(), options).await;
+        assert_eq!(
+            outcome.client,
+            Err(Error::ClockNotSet {
+                reads,
+                minimum: CRATE_RELEASE_TIME
+            })
+        );
+        assert_nothing_sent(&outcome);
+    }
+    assert_eq!(clock.reads.get(), 2);
+
+    let expired_at = not_after + DAY;
+    clock.now.set(Some(expired_at));
+    let outcome = run(config(), options).await;
+    let error = assert_refused(&outcome);
+    assert!(
+        is_expired_at(error, expired_at, not_before, not_after),
+        "{error:?}"
+    );
+
+    clock.now.set(Some(not_before + DAY));
+    assert_connected(&run(config(), options).await, &leaf);
+    assert_eq!(clock.reads.get(), 4);
+
+    // Chosen explicitly: a clock that has no time yet falls back to the
+    // floor (here the certificate's notBefore, which is later).
+    clock.now.set(None);
+    assert_connected(&run(config(), options.allow_unknown_time()).await, &leaf);
+    assert_eq!(clock.reads.get(), 5);
+
+    // Pins ignore dates: the clock is not read.
+    let pins = [Pin::PublicKey(leaf.spki_sha256())];
+    let pinned = TlsOptions::new(SERVER_NAME, Trust::pinned(&pins)).with_wall_clock(&clock);
+    assert_connected(&run(config(), pinned).await, &leaf);
+    assert_eq!(clock.reads.get(), 5);
 }
 
 #[tokio::test]
@@ -714,7 +960,8 @@ async fn a_self_signed_leaf_is_an_unknown_issuer() {
     let anchors = [root.as_slice()];
     let outcome = run(
         server_config(vec![leaf.der()], leaf.private_key_der()),
-        TlsOptions::new(SERVER_NAME, Trust::certificate_authorities(&anchors)),
+        TlsOptions::new(SERVER_NAME, Trust::certificate_authorities(&anchors))
+            .with_unix_time(unix_now()),
     )
     .await;
     assert!(
@@ -741,7 +988,8 @@ async fn a_client_certificate_is_not_a_server_certificate() {
     let anchors = [root_der.as_slice()];
     let outcome = run(
         server_config(vec![leaf.der()], leaf.private_key_der()),
-        TlsOptions::new(SERVER_NAME, Trust::certificate_authorities(&anchors)),
+        TlsOptions::new(SERVER_NAME, Trust::certificate_authorities(&anchors))
+            .with_unix_time(unix_now()),
     )
     .await;
     assert!(
@@ -775,7 +1023,8 @@ async fn a_chain_longer_than_the_limit_is_refused() {
     let anchors = [root_der.as_slice()];
     let outcome = run(
         server_config(chain, leaf.private_key_der()),
-        TlsOptions::new(SERVER_NAME, Trust::certificate_authorities(&anchors)),
+        TlsOptions::new(SERVER_NAME, Trust::certificate_authorities(&anchors))
+            .with_unix_time(unix_now()),
     )
     .await;
     assert!(
@@ -811,7 +1060,11 @@ async fn an_rsa_1024_server_key_is_refused_in_every_mode() {
             vec![leaf_der.clone()],
             private_key_der(&rsa2048_key_pair(0)),
         );
-        let outcome = run(config, TlsOptions::new(SERVER_NAME, trust)).await;
+        let outcome = run(
+            config,
+            TlsOptions::new(SERVER_NAME, trust).with_unix_time(unix_now()),
+        )
+        .await;
         assert_eq!(
             assert_refused(&outcome),
             &Error::UnsupportedKey(KeyAlgorithm::Rsa),

@@ -22,8 +22,8 @@ pub use socket::{NoTimer, ReadDeadline};
 pub use verifier::ChainObserver;
 
 use crate::error::{ConfigError, Error};
-use crate::time::{Millis, Timer};
-use crate::trust::{PresentedCertificate, Trust};
+use crate::time::{Millis, Timer, WallClock};
+use crate::trust::{PresentedCertificate, Trust, ValidationTime};
 use embedded_io_async::{Read, Write};
 use embedded_tls::{Aes128GcmSha256, CryptoProvider, TlsConfig, TlsConnection, TlsContext};
 use rand_core::{CryptoRng, RngCore};
@@ -113,14 +113,66 @@ impl MaxFragmentLength {
 ///     .with_max_fragment_length(MaxFragmentLength::Bytes1024);
 /// # let _ = options;
 /// ```
+///
+/// CA mode checks certificate dates, so it needs the time: a
+/// [`WallClock`] (SNTP, an RTC) read at each connect, and the firmware's
+/// build time as a floor:
+///
+/// ```
+/// use mqtts::time::WallClock;
+/// use mqtts::tls::TlsOptions;
+/// use mqtts::trust::Trust;
+/// # struct Sntp;
+/// # impl WallClock for Sntp { fn now_unix_secs(&self) -> Option<u64> { None } }
+///
+/// static ROOTS: [&[u8]; 1] = [include_bytes!("../../certs/globalsign-root-ca-r6.der")];
+/// /// The firmware's build time (seconds since the Unix epoch), e.g. from
+/// /// `SOURCE_DATE_EPOCH` through build.rs.
+/// const BUILD_TIME: u64 = 1_800_000_000;
+/// static SNTP: Sntp = Sntp; // answers `None` until SNTP has the time
+///
+/// let options = TlsOptions::new("mqtt.flespi.io", Trust::certificate_authorities(&ROOTS))
+///     .with_wall_clock(&SNTP)
+///     .with_minimum_time(BUILD_TIME);
+/// assert_eq!(options.check(), Ok(()));
+/// // Without a clock, CA mode refuses to guess unless told to.
+/// let clock_less = TlsOptions::new("mqtt.flespi.io", Trust::certificate_authorities(&ROOTS));
+/// assert!(clock_less.check().is_err());
+/// assert_eq!(clock_less.allow_unknown_time().check(), Ok(()));
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct TlsOptions<'a> {
     server_name: &'a str,
     trust: Trust<'a>,
     alpn: Option<&'a [&'a [u8]]>,
     max_fragment_length: Option<MaxFragmentLength>,
-    now_unix_secs: Option<u64>,
+    time: TimeSource<'a>,
+    /// The application's floor for the current time (its build time).
+    minimum_time: u64,
+    /// CA mode may validate without the time (the floor stands in).
+    allow_unknown_time: bool,
     handshake_timeout_ms: Millis,
+}
+
+/// Where CA mode's current time comes from.
+#[derive(Clone, Copy)]
+enum TimeSource<'a> {
+    /// Nowhere.
+    Unset,
+    /// [`TlsOptions::with_unix_time`].
+    Fixed(u64),
+    /// [`TlsOptions::with_wall_clock`].
+    Clock(&'a dyn WallClock),
+}
+
+impl core::fmt::Debug for TimeSource<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Unset => f.write_str("Unset"),
+            Self::Fixed(now) => f.debug_tuple("Fixed").field(now).finish(),
+            Self::Clock(_) => f.write_str("WallClock"),
+        }
+    }
 }
 
 /// How long a handshake may take unless set otherwise (on streams with a
@@ -141,7 +193,9 @@ impl<'a> TlsOptions<'a> {
             trust,
             alpn: None,
             max_fragment_length: None,
-            now_unix_secs: None,
+            time: TimeSource::Unset,
+            minimum_time: 0,
+            allow_unknown_time: false,
             handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
         }
     }
@@ -167,11 +221,105 @@ impl<'a> TlsOptions<'a> {
         self
     }
 
-    /// The current time, seconds since the Unix epoch, for certificate
-    /// validity checks in CA mode (pins ignore dates).
+    /// A fixed current time, seconds since the Unix epoch, for certificate
+    /// validity checks in CA mode (pins ignore dates; RFC 5280 §4.1.2.5).
+    ///
+    /// For options built right before each connect from a clock (a host
+    /// tool, tests). Options kept across reconnects go stale with a fixed
+    /// time: on a device, give a [`WallClock`] with
+    /// [`TlsOptions::with_wall_clock`] instead. Replaces a clock given
+    /// before. A time before the floor ([`TlsOptions::with_minimum_time`])
+    /// counts as unknown.
     pub const fn with_unix_time(mut self, now: u64) -> Self {
-        self.now_unix_secs = Some(now);
+        self.time = TimeSource::Fixed(now);
         self
+    }
+
+    /// The current time for CA mode's validity checks (RFC 5280
+    /// §4.1.2.5), read from `clock` at each connect: SNTP or an RTC that
+    /// is set later, or corrected, counts from the next connection on.
+    /// Replaces a fixed time given before.
+    ///
+    /// While `clock` answers `None` (or a time before the floor, see
+    /// [`TlsOptions::with_minimum_time`]), a connect in CA mode fails with
+    /// [`Error::ClockNotSet`] before the handshake, unless
+    /// [`TlsOptions::allow_unknown_time`] was chosen.
+    pub const fn with_wall_clock(mut self, clock: &'a dyn WallClock) -> Self {
+        self.time = TimeSource::Clock(clock);
+        self
+    }
+
+    /// The earliest the current time can be, seconds since the Unix epoch:
+    /// the firmware's build time (e.g. `SOURCE_DATE_EPOCH` passed in by
+    /// build.rs). Raises mqtts's own floor,
+    /// [`CRATE_RELEASE_TIME`](crate::time::CRATE_RELEASE_TIME), never lowers it.
+    ///
+    /// CA mode never validates at an earlier time: a clock reading before
+    /// the floor counts as not set, and without the time a certificate that
+    /// expired before the floor is refused (an old, leaked or revoked
+    /// certificate of the broker that an attacker presents). Must not be in
+    /// the future, or valid certificates that expire before it are refused.
+    pub const fn with_minimum_time(mut self, unix_secs: u64) -> Self {
+        self.minimum_time = unix_secs;
+        self
+    }
+
+    /// Lets CA mode validate without the current time when none is known
+    /// (no time source given, or the [`WallClock`] has no time yet): the
+    /// validity dates are then checked at the later of the floor
+    /// ([`TlsOptions::with_minimum_time`]) and the newest `notBefore`
+    /// presented.
+    ///
+    /// A certificate that expired before the floor is still refused, but
+    /// one that expired after it, or was revoked, passes: an attacker who
+    /// holds such a certificate of the broker and its key can stand in for
+    /// the broker. An explicit choice, for boards with no way to learn the
+    /// time; every connect that uses it logs a warning (with the `log` or
+    /// `defmt` feature). Without it, CA mode with no time source is
+    /// refused with [`ConfigError::NoTimeSource`].
+    pub const fn allow_unknown_time(mut self) -> Self {
+        self.allow_unknown_time = true;
+        self
+    }
+
+    /// Checks the configuration without connecting: the trust
+    /// ([`Trust::check`]), and in CA mode a time source or
+    /// [`TlsOptions::allow_unknown_time`]. [`connect`] does this too.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.trust.check()?;
+        let no_time_source = matches!(self.time, TimeSource::Unset);
+        if self.trust.checks_validity_dates() && no_time_source && !self.allow_unknown_time {
+            return Err(ConfigError::NoTimeSource);
+        }
+        Ok(())
+    }
+
+    /// The time to validate at, read from the clock now (CA mode only):
+    /// an error if it is unknown and that was not allowed.
+    fn validation_time(&self) -> Result<ValidationTime, Error> {
+        if !self.trust.checks_validity_dates() {
+            // Pins ignore dates: no clock read, no warning.
+            return Ok(ValidationTime::new(None, self.minimum_time));
+        }
+        let reads = match self.time {
+            TimeSource::Unset => None,
+            TimeSource::Fixed(now) => Some(now),
+            TimeSource::Clock(clock) => clock.now_unix_secs(),
+        };
+        let time = ValidationTime::new(reads, self.minimum_time);
+        if time.known().is_some() {
+            Ok(time)
+        } else if self.allow_unknown_time {
+            warn_unknown_time(self.server_name, time.minimum());
+            Ok(time)
+        } else if matches!(self.time, TimeSource::Unset) {
+            Err(ConfigError::NoTimeSource.into())
+        } else {
+            Err(Error::ClockNotSet {
+                reads,
+                minimum: time.minimum(),
+            })
+        }
     }
 
     /// The server name.
@@ -343,7 +491,7 @@ where
             .map_err(|_| ConfigError::InvalidServerName)?,
         rustls_pki_types::ServerName::IpAddress(_)
     );
-    options.trust.check()?;
+    options.check()?;
     if read_buffer.len() < MIN_READ_BUFFER {
         return Err(ConfigError::BufferTooSmall {
             buffer: "read",
@@ -398,9 +546,10 @@ where
         config = config.with_max_fragment_length(length.to_embedded_tls());
     }
 
+    // The clock is read once per connect, before anything is sent.
+    let time = options.validation_time()?;
     let mut verifier =
-        TrustVerifier::new(options.trust, options.server_name, options.now_unix_secs)
-            .with_observer(observer);
+        TrustVerifier::at(options.trust, options.server_name, time).with_observer(observer);
     let mut connection = TlsConnection::new(socket, read_buffer, write_buffer);
     // The handshake in a frame of its own (crate::stack).
     let opened = {
@@ -424,6 +573,23 @@ where
         writing: false,
         gate,
     })
+}
+
+/// The warning of [`TlsOptions::allow_unknown_time`], at each connect that uses it.
+fn warn_unknown_time(_server_name: &str, _minimum: u64) {
+    #[cfg(feature = "log")]
+    log::warn!(
+        "mqtts: validating {_server_name}'s certificate WITHOUT the current time: \
+         a certificate that expired after {} is not detected (allow_unknown_time)",
+        crate::error::UtcTime(_minimum)
+    );
+    #[cfg(feature = "defmt")]
+    defmt::warn!(
+        "mqtts: validating {}'s certificate WITHOUT the current time: a certificate \
+         that expired after {} (Unix time) is not detected (allow_unknown_time)",
+        _server_name,
+        _minimum
+    );
 }
 
 fn warn_insecure(_server_name: &str) {

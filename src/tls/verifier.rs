@@ -8,7 +8,7 @@
 //! connection unless both the certificate and the signature were checked.
 
 use crate::error::Error;
-use crate::trust::{Accepted, PresentedCertificate, Trust};
+use crate::trust::{Accepted, PresentedCertificate, Trust, ValidationTime};
 use embedded_tls::{
     CertificateEntryRef, CertificateRef, CertificateVerifyRef, SignatureScheme, TlsCipherSuite,
     TlsError, TlsVerifier,
@@ -43,7 +43,7 @@ pub type ChainObserver<'o> = &'o mut dyn FnMut(&[&[u8]]);
 pub(crate) struct TrustVerifier<'a> {
     trust: Trust<'a>,
     server_name: &'a str,
-    now_unix_secs: Option<u64>,
+    time: ValidationTime,
     progress: Progress,
     observer: Option<ChainObserver<'a>>,
 }
@@ -58,11 +58,19 @@ impl core::fmt::Debug for TrustVerifier<'_> {
 }
 
 impl<'a> TrustVerifier<'a> {
+    /// Validates at `now_unix_secs` (if known) with mqtts's own floor,
+    /// [`CRATE_RELEASE_TIME`](crate::time::CRATE_RELEASE_TIME).
+    #[cfg(any(test, fuzzing))]
     pub fn new(trust: Trust<'a>, server_name: &'a str, now_unix_secs: Option<u64>) -> Self {
+        Self::at(trust, server_name, ValidationTime::new(now_unix_secs, 0))
+    }
+
+    /// Validates at `time` (which carries the application's floor).
+    pub fn at(trust: Trust<'a>, server_name: &'a str, time: ValidationTime) -> Self {
         Self {
             trust,
             server_name,
-            now_unix_secs,
+            time,
             progress: Progress::AwaitingCertificate,
             observer: None,
         }
@@ -90,7 +98,7 @@ impl<'a> TrustVerifier<'a> {
         let result = match self.progress {
             Progress::AwaitingCertificate => self
                 .trust
-                .verify(chain, self.server_name, self.now_unix_secs)
+                .verify_at(chain, self.server_name, self.time)
                 .and_then(|accepted| {
                     let transcript_hash = Vec::from_slice(transcript_hash)
                         .map_err(|_| Error::UnexpectedHandshakeMessage)?;
@@ -413,7 +421,7 @@ mod tests {
             Self {
                 trust: self.trust,
                 server_name: self.server_name,
-                now_unix_secs: self.now_unix_secs,
+                time: self.time,
                 progress,
                 observer: None,
             }

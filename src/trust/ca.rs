@@ -3,7 +3,7 @@
 
 use super::certificate::CertificateFields;
 use super::signature::chain::SUPPORTED;
-use super::{MAX_CHAIN_LEN, MAX_TRUST_ANCHORS};
+use super::{MAX_CHAIN_LEN, MAX_TRUST_ANCHORS, ValidationTime};
 use crate::error::{CertificateError, ConfigError, ServerName as NameBuf};
 use core::time::Duration;
 use heapless::Vec;
@@ -56,7 +56,7 @@ pub(super) fn verify_chain(
     anchors: &[&[u8]],
     chain: &[&[u8]],
     server_name: &str,
-    now_unix_secs: Option<u64>,
+    time: ValidationTime,
 ) -> Result<(), Failure> {
     if chain.len() > MAX_CHAIN_LEN {
         return Err(CertificateError::ChainTooLong.into());
@@ -71,17 +71,20 @@ pub(super) fn verify_chain(
         .map(|der| CertificateDer::from_slice(der))
         .collect();
 
-    let now = match now_unix_secs {
+    let now = match time.known() {
         Some(now) => now,
-        // No clock: the newest notBefore is a time at which every
-        // certificate of a consistent chain was valid (documented on
-        // `Trust::certificate_authorities`).
+        // Without the time: the earliest instant that can be now. The
+        // current time is at least the floor (it was known when the
+        // firmware was built), and at least every notBefore of a chain
+        // that is valid at all (RFC 5280 §6.1.3 (a)(2)). The notBefore
+        // values are the server's choice, so they may only push "now"
+        // later, never below the floor: a certificate that expired before
+        // the floor is refused whatever the server presents.
         None => chain
             .iter()
             .filter_map(|der| CertificateFields::parse(der).ok()?.validity().ok())
             .map(|(not_before, _)| not_before)
-            .max()
-            .unwrap_or(0),
+            .fold(time.minimum(), u64::max),
     };
     let time = UnixTime::since_unix_epoch(Duration::from_secs(now));
 

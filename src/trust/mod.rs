@@ -13,7 +13,10 @@
 //! | public-key pin (SPKI SHA-256) | [`Trust::pinned`] with [`Pin::PublicKey`] | if the key is kept | no |
 //! | certificate authorities | [`Trust::certificate_authorities`] | yes | yes |
 //! | CA and pins together | [`Trust::certificate_authorities`] + [`Trust::with_pins`] | as the pins | yes |
-//! | no trust at all | [`Trust::insecure_accept_any_certificate`] | - | no |
+//! | no trust at all (feature `insecure`) | `Trust::insecure_accept_any_certificate` | - | no |
+//!
+//! CA mode checks validity dates, so it needs the current time: see
+//! [`TlsOptions::with_wall_clock`](crate::tls::TlsOptions::with_wall_clock).
 
 mod ca;
 pub(crate) mod certificate;
@@ -27,6 +30,7 @@ pub use pin::Pin;
 pub use presented::PresentedCertificate;
 
 use crate::error::{ConfigError, Error};
+use crate::time::CRATE_RELEASE_TIME;
 use certificate::CertificateFields;
 use signature::ServerKey;
 
@@ -83,11 +87,14 @@ enum Mode<'a> {
     Pinned(&'a [Pin]),
     Authorities {
         anchors: &'a [&'a [u8]],
-        pins: &'a [Pin],
+        /// `None` for CA mode alone; `Some` from [`Trust::with_pins`], where
+        /// an empty list is a configuration error, not "no pins".
+        pins: Option<&'a [Pin]>,
         /// CA validation, reached only through the constructor so that a
         /// firmware that never calls it does not link webpki.
         ca: &'static CaValidation,
     },
+    #[cfg(any(feature = "insecure", fuzzing, test))]
     InsecureAcceptAnyCertificate,
 }
 
@@ -115,17 +122,23 @@ impl<'a> Trust<'a> {
     /// X.509 v1 certificates (no extensions) are refused as malformed.
     /// Anchors' own validity dates are not checked (RFC 5280 §6.1).
     ///
-    /// Validity dates are checked against the time passed to
-    /// [`TlsOptions::with_unix_time`](crate::tls::TlsOptions::with_unix_time).
-    /// Without a time, mqtts uses the newest `notBefore` among the presented
-    /// certificates as "now": a chain that was never valid at once is still
-    /// refused, but an expired certificate is not detected. Give a time
-    /// (from SNTP or an RTC) to detect expiry.
+    /// Validity dates (RFC 5280 §4.1.2.5) are checked against the current
+    /// time, which [`connect`](crate::tls::connect) needs: from a
+    /// [`WallClock`](crate::time::WallClock) (SNTP, an RTC) given with
+    /// [`TlsOptions::with_wall_clock`](crate::tls::TlsOptions::with_wall_clock),
+    /// or, as an explicit choice,
+    /// [`TlsOptions::allow_unknown_time`](crate::tls::TlsOptions::allow_unknown_time).
+    /// Without the time, "now" is the later of a floor known when the
+    /// firmware was built ([`CRATE_RELEASE_TIME`], or the application's
+    /// [`TlsOptions::with_minimum_time`](crate::tls::TlsOptions::with_minimum_time))
+    /// and the newest `notBefore` among the presented certificates: a
+    /// certificate that expired before the floor is refused, one that
+    /// expired after it is not detected.
     pub const fn certificate_authorities(anchors: &'a [&'a [u8]]) -> Self {
         Self {
             mode: Mode::Authorities {
                 anchors,
-                pins: &[],
+                pins: None,
                 ca: &CA_VALIDATION,
             },
             sha1: None,
@@ -133,12 +146,21 @@ impl<'a> Trust<'a> {
     }
 
     /// Adds pins to CA mode: the chain must validate *and* the leaf must
-    /// match one of `pins`. On a pinned trust this replaces the pins.
+    /// match one of `pins`. On any other trust this replaces it with
+    /// [`Trust::pinned`]`(pins)`.
+    ///
+    /// An empty `pins` is refused with [`ConfigError::NoPins`] (by
+    /// [`Trust::check`] and at connect), as [`Trust::pinned`] refuses it:
+    /// it never quietly means "CA only".
     pub const fn with_pins(self, pins: &'a [Pin]) -> Self {
         Self {
             mode: match self.mode {
-                Mode::Authorities { anchors, ca, .. } => Mode::Authorities { anchors, pins, ca },
-                Mode::Pinned(_) | Mode::InsecureAcceptAnyCertificate => Mode::Pinned(pins),
+                Mode::Authorities { anchors, ca, .. } => Mode::Authorities {
+                    anchors,
+                    pins: Some(pins),
+                    ca,
+                },
+                _ => Mode::Pinned(pins),
             },
             sha1: sha1_for(pins),
         }
@@ -152,6 +174,11 @@ impl<'a> Trust<'a> {
     /// and for tests. The server must still send a certificate and prove it
     /// holds its key. Every connect logs a warning (with the `log` or
     /// `defmt` feature).
+    ///
+    /// Exists only with the `insecure` feature, so that firmware built
+    /// without it cannot skip authentication, whatever its code says.
+    #[cfg(any(feature = "insecure", fuzzing, test))]
+    #[cfg_attr(docsrs, doc(cfg(feature = "insecure")))]
     pub const fn insecure_accept_any_certificate() -> Self {
         Self {
             mode: Mode::InsecureAcceptAnyCertificate,
@@ -160,16 +187,29 @@ impl<'a> Trust<'a> {
         }
     }
 
-    /// Whether this is [`Trust::insecure_accept_any_certificate`].
+    /// Whether this is `Trust::insecure_accept_any_certificate` (always
+    /// `false` without the `insecure` feature).
     pub const fn is_insecure(&self) -> bool {
-        matches!(self.mode, Mode::InsecureAcceptAnyCertificate)
+        #[cfg(any(feature = "insecure", fuzzing, test))]
+        return matches!(self.mode, Mode::InsecureAcceptAnyCertificate);
+        #[cfg(not(any(feature = "insecure", fuzzing, test)))]
+        false
     }
 
-    /// Checks the configuration without connecting: pins present, trust
-    /// anchors parse. [`connect`](crate::tls::connect) does this too.
+    /// Whether this trust checks certificate validity dates (CA mode, with
+    /// or without pins), so that connecting needs the current time (see
+    /// [`TlsOptions::with_wall_clock`](crate::tls::TlsOptions::with_wall_clock)).
+    /// Pins ignore dates.
+    pub const fn checks_validity_dates(&self) -> bool {
+        matches!(self.mode, Mode::Authorities { .. })
+    }
+
+    /// Checks the configuration without connecting: pins present (also
+    /// those added with [`Trust::with_pins`]), trust anchors parse.
+    /// [`connect`](crate::tls::connect) does this too.
     pub fn check(&self) -> Result<(), ConfigError> {
         match self.mode {
-            Mode::Pinned([]) => Err(ConfigError::NoPins),
+            Mode::Pinned([]) | Mode::Authorities { pins: Some([]), .. } => Err(ConfigError::NoPins),
             Mode::Authorities { anchors, ca, .. } => (ca.check_anchors)(anchors),
             _ => Ok(()),
         }
@@ -179,8 +219,12 @@ impl<'a> Trust<'a> {
     /// DER), as [`connect`](crate::tls::connect) does during the handshake.
     ///
     /// `server_name` is the name that was dialled; `now_unix_secs` the
-    /// current time if known. This alone does not authenticate a server: the
-    /// handshake must also check its CertificateVerify signature.
+    /// current time if known. A time before [`CRATE_RELEASE_TIME`] counts
+    /// as unknown; without the time, CA mode validates at the later of
+    /// [`CRATE_RELEASE_TIME`] and the newest `notBefore` presented (see
+    /// [`Trust::certificate_authorities`]). This alone does not
+    /// authenticate a server: the handshake must also check its
+    /// CertificateVerify signature.
     pub fn verify_server_certificate(
         &self,
         chain: &[&[u8]],
@@ -193,14 +237,24 @@ impl<'a> Trust<'a> {
 
     /// Like [`Trust::verify_server_certificate`], also decoding the leaf key
     /// that must then verify the CertificateVerify signature.
-    // Out of line: 0.4 KB less flash on riscv32imc than inlined into the
-    // verifier (measured).
-    #[inline(never)]
     pub(crate) fn verify(
         &self,
         chain: &[&[u8]],
         server_name: &str,
         now_unix_secs: Option<u64>,
+    ) -> Result<Accepted, Error> {
+        self.verify_at(chain, server_name, ValidationTime::new(now_unix_secs, 0))
+    }
+
+    /// [`Trust::verify`] at `time`, which carries the application's floor.
+    // Out of line: 0.4 KB less flash on riscv32imc than inlined into the
+    // verifier (measured).
+    #[inline(never)]
+    pub(crate) fn verify_at(
+        &self,
+        chain: &[&[u8]],
+        server_name: &str,
+        time: ValidationTime,
     ) -> Result<Accepted, Error> {
         self.check()?;
         let leaf_der = *chain.first().ok_or(Error::MissingCertificate)?;
@@ -215,18 +269,18 @@ impl<'a> Trust<'a> {
                 }
             }
             Mode::Authorities { anchors, pins, ca } => {
-                (ca.verify_chain)(anchors, chain, server_name, now_unix_secs).map_err(
-                    |e| match e {
-                        ca::Failure::Config(e) => Error::Config(e),
-                        ca::Failure::Certificate(reason) => {
-                            Error::CertificateRejected { reason, presented }
-                        }
-                    },
-                )?;
-                if !pins.is_empty() && !pins_match(pins) {
+                (ca.verify_chain)(anchors, chain, server_name, time).map_err(|e| match e {
+                    ca::Failure::Config(e) => Error::Config(e),
+                    ca::Failure::Certificate(reason) => {
+                        Error::CertificateRejected { reason, presented }
+                    }
+                })?;
+                // `check()` refused `Some([])` above.
+                if pins.is_some_and(|pins| !pins_match(pins)) {
                     return Err(Error::PinMismatch { presented });
                 }
             }
+            #[cfg(any(feature = "insecure", fuzzing, test))]
             Mode::InsecureAcceptAnyCertificate => {}
         }
 
@@ -235,8 +289,49 @@ impl<'a> Trust<'a> {
     }
 }
 
-/// [`ca::verify_chain`]: (anchors, chain, server name, now) -> verdict.
-type VerifyChain = fn(&[&[u8]], &[&[u8]], &str, Option<u64>) -> Result<(), ca::Failure>;
+/// [`ca::verify_chain`]: (anchors, chain, server name, time) -> verdict.
+type VerifyChain = fn(&[&[u8]], &[&[u8]], &str, ValidationTime) -> Result<(), ca::Failure>;
+
+/// The time CA mode validates certificates at (RFC 5280 §4.1.2.5 and
+/// §6.1.3 (a)(2): every certificate of the path must be valid then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ValidationTime {
+    /// The current time, if known and not before `minimum`.
+    now: Option<u64>,
+    /// The earliest the current time can be: [`CRATE_RELEASE_TIME`], or
+    /// the application's own floor (its build time) if later.
+    minimum: u64,
+}
+
+impl ValidationTime {
+    /// `now` (seconds since the Unix epoch, if known) with the floor
+    /// `minimum` (raised to [`CRATE_RELEASE_TIME`]).
+    pub(crate) const fn new(now: Option<u64>, minimum: u64) -> Self {
+        let minimum = if minimum > CRATE_RELEASE_TIME {
+            minimum
+        } else {
+            CRATE_RELEASE_TIME
+        };
+        // A clock behind the floor was never set (or lost its time): it is
+        // no evidence of the current time, and using it would let an old
+        // certificate pass.
+        let now = match now {
+            Some(now) if now >= minimum => Some(now),
+            _ => None,
+        };
+        Self { now, minimum }
+    }
+
+    /// The current time, if known (at or after the floor).
+    pub(crate) const fn known(&self) -> Option<u64> {
+        self.now
+    }
+
+    /// The floor.
+    pub(crate) const fn minimum(&self) -> u64 {
+        self.minimum
+    }
+}
 
 /// The CA-mode entry points, behind pointers (see `Mode::Authorities`).
 #[derive(Debug)]
@@ -337,6 +432,59 @@ mod tests {
                 .check(),
             Err(ConfigError::NoPins)
         );
+    }
+
+    /// Issue 15.3: an empty list added to CA mode was read as "no pins",
+    /// silently leaving CA validation alone. It is refused as
+    /// `Trust::pinned(&[])` is, by `check()` and by every decision.
+    #[test]
+    fn with_pins_of_an_empty_list_is_no_pins() {
+        let ca = Trust::certificate_authorities(&[R6]);
+        assert_eq!(ca.check(), Ok(()));
+        let emptied = ca.with_pins(&[]);
+        assert_eq!(emptied.check(), Err(ConfigError::NoPins));
+        assert_eq!(
+            emptied.verify_server_certificate(&[R6], "mqtt.flespi.io", None),
+            Err(Error::Config(ConfigError::NoPins))
+        );
+        assert!(emptied.checks_validity_dates());
+        assert!(!Trust::pinned(&[]).checks_validity_dates());
+    }
+
+    /// "Now" for CA validation never falls below the floor: a time before
+    /// it counts as unknown, and the floor is at least mqtts's own.
+    #[test]
+    fn validation_time_never_falls_below_the_floor() {
+        let crate_floor = CRATE_RELEASE_TIME;
+        let unknown = ValidationTime::new(None, 0);
+        assert_eq!((unknown.known(), unknown.minimum()), (None, crate_floor));
+        // A clock that was never set (1970, 2000) is no evidence of the time.
+        for behind in [0, 946_684_800, crate_floor - 1] {
+            assert_eq!(ValidationTime::new(Some(behind), 0).known(), None);
+        }
+        assert_eq!(
+            ValidationTime::new(Some(crate_floor), 0).known(),
+            Some(crate_floor)
+        );
+        // The application's floor (its build time) raises it, never lowers it.
+        let build = crate_floor + 1_000;
+        let raised = ValidationTime::new(Some(build - 1), build);
+        assert_eq!((raised.known(), raised.minimum()), (None, build));
+        assert_eq!(ValidationTime::new(None, 5).minimum(), crate_floor);
+    }
+
+    /// `CRATE_RELEASE_TIME` is the date its docs give, and not in the future.
+    #[test]
+    fn the_crate_floor_is_its_documented_date() {
+        use std::string::ToString as _;
+        assert_eq!(
+            crate::error::UtcTime(CRATE_RELEASE_TIME).to_string(),
+            "2026-12-07 00:00:00 UTC"
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs());
+        assert!(now.is_ok_and(|now| now >= CRATE_RELEASE_TIME));
     }
 
     #[test]
