@@ -85,6 +85,9 @@ pub mod esp_at;
 pub mod fingerprint;
 #[cfg(feature = "flespi")]
 pub mod flespi;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 mod keep_alive;
 pub mod mqtt;
 pub mod reconnect;
