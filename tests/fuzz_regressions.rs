@@ -3,8 +3,12 @@
 //! typed result it must give, and the committed corpora are replayed
 //! through the same API so `cargo test` alone catches a panic they reach.
 //!
-//! The session target's corpus needs the fuzz crate's harness (a scripted
-//! mock transport); it runs in `scripts/fuzz.sh smoke`.
+//! The session and tls targets' corpora need the fuzz crate's harness (a
+//! scripted mock transport; a recorded rustls session re-encrypted under
+//! its keys), and the record_gate, certificate_verify and verifier targets
+//! reach crate-private code through `mqtts::fuzzing`, which exists only
+//! with `--cfg fuzzing`: those corpora, and the inputs of their findings
+//! in fuzz/regressions/, run in `scripts/fuzz.sh smoke`.
 
 // mqtts::Error is large by design (see src/lib.rs).
 #![allow(clippy::result_large_err)]

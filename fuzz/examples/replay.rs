@@ -2,7 +2,9 @@
 //! a crash with a debugger or with `MQTTS_FUZZ_TRACE=1` (session target:
 //! prints every call, its result and the packets it wrote):
 //!
-//! `cargo run --example replay -- TARGET FILE...` (in `fuzz/`).
+//! `RUSTFLAGS="--cfg fuzzing" cargo run --example replay -- TARGET FILE...`
+//! (in `fuzz/`; `--cfg fuzzing`, as cargo-fuzz builds, gives the
+//! `verifier` and `certificate_verify` targets their hook into mqtts).
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -12,6 +14,13 @@ fn main() {
         "fingerprint" => mqtts_fuzz::fingerprints::check,
         "session" => mqtts_fuzz::session::run,
         "trust" => mqtts_fuzz::trust::check,
+        "tls" => mqtts_fuzz::tls::check,
+        #[cfg(fuzzing)]
+        "record_gate" => mqtts_fuzz::record_gate::check,
+        #[cfg(fuzzing)]
+        "verifier" => mqtts_fuzz::verifier::check,
+        #[cfg(fuzzing)]
+        "certificate_verify" => mqtts_fuzz::certificate_verify::check,
         other => panic!("unknown target {other}"),
     };
     for path in args {

@@ -9,9 +9,16 @@
 //!   tests/support/pki.rs does, chains generated with the openssl command,
 //!   and a few roots of the system store;
 //! - `fingerprint`: the fingerprints of those certificates in every form
-//!   `Fingerprint::parse` documents, as `openssl` prints them, and mistakes.
+//!   `Fingerprint::parse` documents, as `openssl` prints them, and mistakes;
+//! - `tls`: the session recorded from rustls (`mqtts_fuzz::tls`) replayed
+//!   whole, in small reads, without a record, with records changed or
+//!   injected.
 //!
-//! Usage: `cargo run --example seeds -- OUT_DIR` (in `fuzz/`); writes
+//! The `verifier` and `certificate_verify` targets start from an empty
+//! corpus: their inputs are `arbitrary` structures the fuzzer finds quickly.
+//!
+//! Usage: `RUSTFLAGS="--cfg fuzzing" cargo run --example seeds -- OUT_DIR`
+//! (in `fuzz/`; the cfg enables insecure mode as cargo-fuzz builds do); writes
 //! `OUT_DIR/<target>/<name>`. scripts/fuzz.sh merges these into the
 //! committed corpora with `cargo fuzz cmin`.
 
@@ -1054,6 +1061,10 @@ async fn main() {
     ];
     for (name, text) in mistakes {
         write(&out, "fingerprint", name, text.as_bytes());
+    }
+    // tls target
+    for (name, bytes) in mqtts_fuzz::tls::seeds() {
+        write(&out, "tls", &name, &bytes);
     }
     let _ = fs::remove_dir_all(&scratch);
     eprintln!("seeds written to {}", out.display());
