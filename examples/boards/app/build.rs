@@ -1,4 +1,6 @@
-//! Rebuild triggers for the build-time settings (src/config.rs).
+//! Rebuild triggers for the build-time settings (src/config.rs), and the
+//! firmware's build time: CA mode's floor for the current time
+//! (`config::BUILD_TIME`).
 
 /// Every setting read with `env!`/`option_env!`.
 const SETTINGS: &[&str] = &[
@@ -10,6 +12,7 @@ const SETTINGS: &[&str] = &[
     "MQTT_CLIENT_ID",
     "MQTT_TOPIC_PREFIX",
     "PUBLISH_INTERVAL_SECS",
+    "SNTP_SERVER",
 ];
 
 fn main() {
@@ -19,4 +22,22 @@ fn main() {
         println!("cargo:rerun-if-env-changed={name}");
     }
     println!("cargo:rerun-if-changed=build.rs");
+
+    // The build time, seconds since the Unix epoch: `SOURCE_DATE_EPOCH`
+    // when set (reproducible builds, https://reproducible-builds.org/specs/source-date-epoch/),
+    // otherwise the time this script runs. Cargo reruns it only when a
+    // trigger above changes, so the value can be older than the build,
+    // never newer: a floor for "now" must not be in the future.
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    let build_time = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(text) => text
+            .trim()
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("SOURCE_DATE_EPOCH={text:?} is not a number of seconds")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("the system clock is after 1970")
+            .as_secs(),
+    };
+    println!("cargo:rustc-env=FIRMWARE_BUILD_TIME={build_time}");
 }

@@ -4,8 +4,10 @@
 //!
 //! - Connects with [`mqtts::reconnect::Supervisor`]: the connector waits
 //!   for the link, resolves `mqtt.flespi.io` and opens TCP to 8883; then
-//!   TLS 1.3, validated up to flespi's GlobalSign roots or against the pins
-//!   chosen at build time ([`crate::config`]), MQTT with the token as user
+//!   TLS 1.3, validated up to flespi's GlobalSign roots (certificate dates
+//!   checked against the board's clock, never before the firmware's build
+//!   time) or against the pins chosen at build time ([`crate::config`]),
+//!   MQTT with the token as user
 //!   name, a persistent session and the command subscription. Every failure
 //!   is logged with its typed error (a pin mismatch with the fingerprints
 //!   the broker presented); the supervisor waits (exponential backoff with
@@ -24,11 +26,12 @@ use heapless::{String, Vec};
 use log::{error, info, warn};
 use mqtts::Error;
 use mqtts::client::{Buffers, Client, Event};
+use mqtts::error::UtcTime;
 use mqtts::fingerprint::HexColons;
 use mqtts::flespi::{Credentials, Flespi};
 use mqtts::mqtt::QoS;
 use mqtts::reconnect::{Backoff, Connector, Failure, Supervisor};
-use mqtts::time::{EmbassyTimer, Timer as _};
+use mqtts::time::{EmbassyTimer, Timer as _, WallClock};
 use mqtts::tls::READ_BUFFER_FOR_FULL_RECORDS;
 use mqtts::transport::Transport;
 use mqtts::trust::Pin;
@@ -115,8 +118,19 @@ impl Default for Memory {
 /// address leased) before dialling, so that the backoff counts real
 /// attempts only. `rng` must be cryptographically secure (ESP chips:
 /// `esp_hal::rng::Trng` while Wi-Fi runs, never the plain `Rng`).
+///
+/// `clock` tells the date for the certificate checks of CA mode (RFC 5280
+/// §4.1.2.5), read at each connect: an [`SntpClock`](crate::sntp::SntpClock)
+/// that the connector sets before dialling. While it has no time, a connect
+/// fails with `Error::ClockNotSet` and the supervisor tries again. `None`
+/// on boards that cannot learn the time (the ESP8266 AT modem): CA mode
+/// then validates without it, by explicit choice and with a warning at
+/// each connect; a certificate of flespi that expired before the firmware
+/// was built ([`config::BUILD_TIME`]) is still refused, one that expired
+/// later is not detected. Pins ignore dates.
 pub async fn run<C, R, B>(
     connector: C,
+    clock: Option<&dyn WallClock>,
     memory: &'static mut Memory,
     rng: &mut R,
     board: &mut B,
@@ -149,8 +163,8 @@ where
 
     let flespi = Flespi::new(settings.client_id, Credentials::Token(settings.token));
     // Chosen at build time: CA mode (GlobalSign roots) survives flespi's
-    // yearly certificate renewal, and without a clock expiry is not checked
-    // (see README); pins replace the CA check and need no clock.
+    // yearly certificate renewal and checks dates against `clock`; pins
+    // replace the CA check and need no clock.
     let pins: Vec<Pin, 2> = [config::CERTIFICATE_PIN, config::PUBLIC_KEY_PIN]
         .into_iter()
         .flatten()
@@ -164,7 +178,20 @@ where
         }
         flespi.pinned_only(&pins)
     };
-    let tls = flespi.tls_options();
+    // The current time is at least the build time (CA mode's floor).
+    let tls = flespi.tls_options().with_minimum_time(config::BUILD_TIME);
+    let tls = match clock {
+        Some(clock) => tls.with_wall_clock(clock),
+        None => {
+            if pins.is_empty() {
+                warn!(
+                    "trust: no clock on this board: a certificate that expired after the build ({}) is not detected",
+                    UtcTime(config::BUILD_TIME)
+                );
+            }
+            tls.allow_unknown_time()
+        }
+    };
     let subscriptions = [(cmd_topic.as_str(), QoS::AtLeastOnce)];
     let options = match flespi.connect_options() {
         Ok(options) => options

@@ -10,6 +10,8 @@
 //! | `MQTT_CLIENT_ID` | no | `<chip>-` and the MAC address, e.g. `esp32c3-a0b1c2d3e4f5` |
 //! | `MQTT_TOPIC_PREFIX` | no | `devices/<client id>` |
 //! | `PUBLISH_INTERVAL_SECS` | no | `30` |
+//! | `SNTP_SERVER` | no | `pool.ntp.org` (boards on embassy-net: the time for CA mode's certificate dates) |
+//! | `SOURCE_DATE_EPOCH` | no | the time of the build: the earliest time CA mode validates at |
 //!
 //! A missing required variable, an SSID longer than 32 bytes, a password of
 //! 1 to 7 or more than 64 bytes, an interval that is not a number from 1 to
@@ -50,6 +52,18 @@ pub const FLESPI_TOKEN: &str = env!(
     "FLESPI_TOKEN",
     "set FLESPI_TOKEN to a flespi token with MQTT rights (flespi panel, Tokens)"
 );
+
+/// When the firmware was built, seconds since the Unix epoch
+/// (`SOURCE_DATE_EPOCH`, or the time of the build; see build.rs): the
+/// current time is at least this, so CA mode never validates certificates
+/// at an earlier time (`TlsOptions::with_minimum_time`).
+pub const BUILD_TIME: u64 = parse_unix_time(env!("FIRMWARE_BUILD_TIME"));
+
+/// Where boards with embassy-net ask the time (SNTP, RFC 4330).
+pub const SNTP_SERVER: &str = match option_env!("SNTP_SERVER") {
+    Some(server) if !server.is_empty() => server,
+    _ => "pool.ntp.org",
+};
 
 /// The MQTT client id, if set; otherwise the firmware derives one from the
 /// MAC address (two devices with one id disconnect each other on flespi).
@@ -102,29 +116,40 @@ const _: () = {
     }
 };
 
-/// `PUBLISH_INTERVAL_SECS` as a number, checked at compile time.
-const fn parse_interval(text: &str) -> u32 {
+/// A decimal number of at most `max_digits` digits, or `None` (const, so
+/// a setting is checked when the firmware is compiled).
+const fn parse_decimal(text: &str, max_digits: usize) -> Option<u64> {
     let bytes = text.as_bytes();
-    assert!(
-        !bytes.is_empty() && bytes.len() <= 5,
-        "PUBLISH_INTERVAL_SECS must be a number of seconds from 1 to 86400"
-    );
-    let mut value = 0u32;
+    if bytes.is_empty() || bytes.len() > max_digits {
+        return None;
+    }
+    let mut value = 0u64;
     let mut i = 0;
     while i < bytes.len() {
         let digit = bytes[i];
-        assert!(
-            digit.is_ascii_digit(),
-            "PUBLISH_INTERVAL_SECS must be a number of seconds from 1 to 86400"
-        );
-        value = value * 10 + (digit - b'0') as u32;
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + (digit - b'0') as u64;
         i += 1;
     }
-    assert!(
-        value >= 1 && value <= 86_400,
-        "PUBLISH_INTERVAL_SECS must be a number of seconds from 1 to 86400"
-    );
-    value
+    Some(value)
+}
+
+/// `PUBLISH_INTERVAL_SECS` as a number, checked at compile time.
+const fn parse_interval(text: &str) -> u32 {
+    match parse_decimal(text, 5) {
+        Some(value) if value >= 1 && value <= 86_400 => value as u32,
+        _ => panic!("PUBLISH_INTERVAL_SECS must be a number of seconds from 1 to 86400"),
+    }
+}
+
+/// `FIRMWARE_BUILD_TIME` (decimal seconds, set by build.rs) as a number.
+const fn parse_unix_time(text: &str) -> u64 {
+    match parse_decimal(text, 19) {
+        Some(value) => value,
+        None => panic!("FIRMWARE_BUILD_TIME must be a number of seconds"),
+    }
 }
 
 /// Parses a SHA-256 fingerprint with mqtts's const parser (colons, spaces,
@@ -277,6 +302,25 @@ mod tests {
     #[should_panic(expected = "PUBLISH_INTERVAL_SECS must be a number of seconds from 1 to 86400")]
     fn an_interval_of_zero_is_refused() {
         parse_interval("0");
+    }
+
+    #[test]
+    fn build_times() {
+        assert_eq!(parse_unix_time("1796601600"), 1_796_601_600);
+        assert_eq!(parse_unix_time("0"), 0);
+        // build.rs passes the time of the build (or SOURCE_DATE_EPOCH): not
+        // before mqtts's own floor, and not in the future.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        assert!(BUILD_TIME <= now, "{BUILD_TIME} > {now}");
+    }
+
+    #[test]
+    #[should_panic(expected = "FIRMWARE_BUILD_TIME must be a number of seconds")]
+    fn a_build_time_that_is_not_a_number_is_refused() {
+        parse_unix_time("2026-12-07");
     }
 
     #[test]

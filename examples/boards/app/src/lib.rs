@@ -5,8 +5,9 @@
 //! `esp-radio`).
 //!
 //! Nothing here names an esp-hal type: a board brings a [`Connector`]
-//! (embassy-net over Wi-Fi, or an ESP8266 AT modem), a cryptographic RNG
-//! and its pins, and calls [`run`].
+//! (embassy-net over Wi-Fi, or an ESP8266 AT modem), a clock for
+//! certificate dates if it can learn the time ([`sntp`] over embassy-net),
+//! a cryptographic RNG and its pins, and calls [`run`].
 //!
 //! [`Connector`]: mqtts::reconnect::Connector
 #![no_std]
@@ -18,6 +19,7 @@ pub mod app;
 pub mod config;
 #[cfg(feature = "embassy-net")]
 pub mod net;
+pub mod sntp;
 #[cfg(feature = "esp-radio")]
 pub mod wifi;
 

@@ -22,8 +22,8 @@ use esp_radio::wifi::{ControllerConfig, Interface, WifiController};
 use static_cell::ConstStaticCell;
 
 use mqtts_board_app::config::{self, Names};
-use mqtts_board_app::net::{Network, TcpState};
-use mqtts_board_app::{BROKER_HOST, BROKER_PORT, Board, Memory, wifi};
+use mqtts_board_app::net::TcpState;
+use mqtts_board_app::{Board, Memory, wifi};
 
 esp_bootloader_esp_idf::esp_app_desc!();
 
@@ -35,7 +35,7 @@ const LED_ACTIVE_LOW: bool = false;
 /// The client id is `esp32-<MAC>` unless MQTT_CLIENT_ID is set.
 const CHIP: &str = "esp32";
 
-/// Sockets: DHCP, DNS, the MQTT connection, one spare.
+/// Sockets: DHCP, DNS, the MQTT connection, SNTP.
 const SOCKETS: usize = 4;
 
 static MEMORY: ConstStaticCell<Memory> = ConstStaticCell::new(Memory::new());
@@ -92,9 +92,9 @@ async fn main(spawner: Spawner) -> ! {
 
     let mut names = Names::new();
     let settings = config::settings(&mut names, CHIP, mac);
-    let network = Network::new(stack, TCP.take());
-    let connector = network.connector(BROKER_HOST, BROKER_PORT);
-    mqtts_board_app::run(connector, MEMORY.take(), &mut rng, &mut board, settings).await
+    // TCP to the broker, and the date for the certificate checks by SNTP.
+    let (tcp, memory) = (TCP.take(), MEMORY.take());
+    mqtts_board_app::net::run(stack, tcp, memory, &mut rng, &mut board, settings).await
 }
 
 struct Esp32Board {
