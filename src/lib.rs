@@ -62,7 +62,8 @@
 //! | `esp-at` | `esp_at`: an ESP8266 with Espressif's AT firmware as a UART Wi-Fi modem (socket and connector) |
 //! | `critical-section` | `rsa` on targets without compare-and-swap through a `critical-section` implementation (not with esp-hal) |
 //! | `defmt` | `defmt::Format` for all public types |
-//! | `log` | log messages (e.g. the insecure-mode warning) through `log` |
+//! | `log` | log messages (the insecure-mode and unknown-time warnings) through `log` |
+//! | `insecure` | `Trust::insecure_accept_any_certificate` for host tools and tests; without it, firmware cannot skip authentication |
 #![no_std]
 #![deny(missing_docs)]
 #![deny(unsafe_code)]

@@ -405,7 +405,7 @@ where
 
 /// Like [`connect`], showing `observer` every certificate the server
 /// presents (leaf first, DER) before the trust decision: to print a
-/// server's chain, e.g. with [`Trust::insecure_accept_any_certificate`] and
+/// server's chain, e.g. with `Trust::insecure_accept_any_certificate` (feature `insecure`) and
 /// [`crate::trust::CertificateInfo`].
 pub async fn connect_observing<'b, S, R>(
     socket: S,
@@ -637,7 +637,7 @@ where
     }
 
     /// Whether the server was accepted without authentication
-    /// ([`Trust::insecure_accept_any_certificate`]).
+    /// (`Trust::insecure_accept_any_certificate`, feature `insecure`).
     pub fn is_insecure(&self) -> bool {
         self.insecure
     }

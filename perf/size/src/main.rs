@@ -348,8 +348,11 @@ mod common {
     }
 
     pub fn tls_options() -> TlsOptions<'static> {
+        // A time, so that CA mode validates dates (without one it stops at
+        // ConfigError::NoTimeSource); pins ignore it.
         TlsOptions::new(super::black_box("broker.example"), trust())
             .with_max_fragment_length(FRAGMENT)
+            .with_unix_time(super::black_box(1_800_000_000))
     }
 
     /// A clock that reads an unpredictable time and may wait.
