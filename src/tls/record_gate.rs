@@ -14,8 +14,8 @@
 //! | phase | allowed |
 //! |---|---|
 //! | [`Phase::AwaitingServerHello`] | one ServerHello (or HelloRetryRequest) alone in a handshake record; alerts; change_cipher_spec |
-//! | [`Phase::Handshake`] | application_data; change_cipher_spec |
-//! | [`Phase::Established`] | application_data |
+//! | [`Phase::Handshake`] | application_data (17 bytes at least); change_cipher_spec |
+//! | [`Phase::Established`] | application_data (17 bytes at least) |
 //!
 //! change_cipher_spec is the compatibility record of RFC 8446 §5 and
 //! Appendix D.4: a single byte 0x01, dropped, allowed until the handshake
@@ -38,6 +38,10 @@ mod content_type {
 
 /// Handshake type of ServerHello (and HelloRetryRequest), RFC 8446 §4.
 const SERVER_HELLO: u8 = 2;
+
+/// The shortest encrypted record: the inner content type and the 16-byte
+/// AES-GCM tag (RFC 8446 §5.2). embedded-tls 0.19 panics on a shorter one.
+const MIN_ENCRYPTED_LEN: u16 = 1 + 16;
 
 /// The `random` of a ServerHello that is a HelloRetryRequest: SHA-256 of
 /// "HelloRetryRequest" (RFC 8446 §4.1.3).
@@ -95,7 +99,11 @@ impl Phase {
     pub fn admit(self, content_type: u8, len: u16) -> Result<Admission, Refusal> {
         use content_type::*;
         match (self, content_type) {
-            (Phase::Handshake | Phase::Established, APPLICATION_DATA) => Ok(Admission::Pass),
+            (Phase::Handshake | Phase::Established, APPLICATION_DATA)
+                if len >= MIN_ENCRYPTED_LEN =>
+            {
+                Ok(Admission::Pass)
+            }
             (Phase::AwaitingServerHello, ALERT) => Ok(Admission::Pass),
             (Phase::AwaitingServerHello, HANDSHAKE) => Ok(Admission::CheckBody),
             (Phase::AwaitingServerHello | Phase::Handshake, CHANGE_CIPHER_SPEC) if len == 1 => {
@@ -231,6 +239,14 @@ mod tests {
     fn after_the_handshake_only_application_data_passes() {
         let phase = Phase::Established;
         assert_eq!(phase.admit(APPLICATION_DATA, 17), Ok(Admission::Pass));
+        // Too short to hold a tag and the content type.
+        assert_eq!(
+            phase.admit(APPLICATION_DATA, 16),
+            Err(Refusal {
+                content_type: APPLICATION_DATA,
+                after_handshake: true
+            })
+        );
         for content_type in (0..=255u8).filter(|&t| t != APPLICATION_DATA) {
             for len in [0, 1, 2, 100] {
                 assert_eq!(
