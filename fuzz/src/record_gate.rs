@@ -23,15 +23,14 @@
 use arbitrary::{Arbitrary, Unstructured};
 use mqtts::fuzzing::{GatedSocket, Phase};
 
-/// Known deviation: an application_data record shorter than 17 bytes is
-/// refused with `InvalidData` without the gate recording a refusal, and the
-/// socket keeps its header: a read after that error hands the header over
-/// (without the gate's check), then the body. embedded-tls 0.19 does not
-/// read again after an error during the handshake; after it, a caller
-/// retrying `read` gets the record. fuzz/regressions/record_gate/ holds an
-/// input that shows it. `false` checks the strict property (nothing after
-/// any refusal).
-pub const A_SHORT_RECORD_IS_HANDED_OVER_ON_RETRY: bool = true;
+/// Deviation found by this target, fixed in c27d0e8: an application_data
+/// record shorter than 17 bytes was refused with `InvalidData` without the
+/// gate recording a refusal, and the socket kept its header: a read after
+/// that error handed the record over, unchecked by the gate.
+/// fuzz/regressions/record_gate/ holds the input. `true` accepts that
+/// behaviour (for a library before the fix); `false` checks that nothing
+/// is handed over after any refusal.
+pub const A_SHORT_RECORD_IS_HANDED_OVER_ON_RETRY: bool = false;
 
 const CHANGE_CIPHER_SPEC: u8 = 20;
 const ALERT: u8 = 21;

@@ -29,7 +29,7 @@
 //! | 2 | n | nothing: skips n recorded records |
 //! | 3 | at (2), mask | the next recorded record with byte `at` xor `mask` |
 //! | 4 | type, len (2), bytes | a plaintext record of that outer type |
-//! | 5 | type, padding, len (2), bytes | a record encrypted with the server's current keys, inner type `type`, `padding` zeros |
+//! | 5 | type, padding, len (2), bytes | a record encrypted with the server's current keys (handshake keys until a Finished was sent), inner type `type`, `padding` zeros |
 //! | 6 | len (2), bytes | raw bytes |
 //! | 7 | len (2) | the next recorded record cut to `len` bytes |
 //!
@@ -596,20 +596,14 @@ fn recording() -> &'static Recording {
 /// The server's side of one run.
 struct Script<'r> {
     recording: &'r Recording,
+    /// The keys the client reads the next encrypted record with.
+    epoch: Epoch,
     next: usize,
     seq: [u64; 2],
     out: Vec<u8>,
 }
 
 impl Script<'_> {
-    fn epoch(&self) -> Epoch {
-        if self.next >= self.recording.flight_len {
-            Epoch::Application
-        } else {
-            Epoch::Handshake
-        }
-    }
-
     fn seal(&mut self, epoch: Epoch, inner_type: u8, plaintext: &[u8], padding: usize) -> Vec<u8> {
         let (keys, seq) = match epoch {
             Epoch::Handshake => (&self.recording.handshake_keys, &mut self.seq[0]),
@@ -617,6 +611,11 @@ impl Script<'_> {
         };
         let record = keys.seal(*seq, inner_type, plaintext, padding);
         *seq += 1;
+        // The server's Finished ends its flight: the client reads with the
+        // application keys after it.
+        if epoch == Epoch::Handshake && inner_type == HANDSHAKE && has_finished(plaintext) {
+            self.epoch = Epoch::Application;
+        }
         record
     }
 
@@ -633,6 +632,18 @@ impl Script<'_> {
             } => self.seal(epoch, inner_type, &plaintext, 0),
         })
     }
+}
+
+/// Whether handshake messages `plaintext` hold a Finished.
+fn has_finished(mut plaintext: &[u8]) -> bool {
+    while let [kind, l0, l1, l2, rest @ ..] = plaintext {
+        if *kind == 20 {
+            return true;
+        }
+        let len = usize::from(*l0) << 16 | usize::from(*l1) << 8 | usize::from(*l2);
+        plaintext = rest.get(len..).unwrap_or_default();
+    }
+    false
 }
 
 /// Reads the items of an input.
@@ -661,6 +672,7 @@ fn script(recording: &Recording, items: &[u8]) -> Vec<u8> {
     let mut items = Items(items);
     let mut script = Script {
         recording,
+        epoch: Epoch::Handshake,
         next: 0,
         seq: [0, 0],
         out: Vec::new(),
@@ -703,7 +715,7 @@ fn script(recording: &Recording, items: &[u8]) -> Vec<u8> {
                 let padding = usize::from(items.byte());
                 let len = items.len();
                 let body = items.bytes(len);
-                let epoch = script.epoch();
+                let epoch = script.epoch;
                 if epoch == Epoch::Application && inner_type == HANDSHAKE {
                     ENCRYPTED_HANDSHAKE_AFTER_FLIGHT.store(true, Ordering::Relaxed);
                 }
