@@ -2,7 +2,9 @@
 # Fuzzing mqtts with cargo-fuzz (targets in fuzz/fuzz_targets/).
 #
 #   scripts/fuzz.sh smoke [SECONDS]          each target SECONDS (default 60) on
-#                                            the committed corpus; fails on a crash
+#                                            the committed corpus and the inputs
+#                                            of past findings (fuzz/regressions/);
+#                                            fails on a crash
 #   scripts/fuzz.sh campaign [SECONDS] [RUNS]
 #                                            each target, one after another, until
 #                                            RUNS executions (default 10000000) or
@@ -25,8 +27,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Fast targets first.
-TARGETS=(fingerprint frame session trust)
+# Fast targets first (the tls target runs a P-256 handshake per input).
+TARGETS=(fingerprint frame record_gate session trust certificate_verify verifier tls)
 # -a: debug assertions (and overflow checks) on; address sanitizer (default).
 BUILD_FLAGS=(-a)
 # A single input running 10 s is a hang; 2 GiB is far above what any target needs.
@@ -75,8 +77,11 @@ smoke)
         # New inputs go to a scratch directory: the committed corpus is only read.
         scratch=$(mktemp -d)
         log="$scratch.log"
-        echo "== fuzz smoke: $target for ${seconds}s on fuzz/corpus/$target"
-        if ! fuzz run -O "${BUILD_FLAGS[@]}" "$target" "$scratch" "fuzz/corpus/$target" -- \
+        # Inputs kept from findings (fuzz/regressions/) run first with the corpus.
+        corpora=("fuzz/corpus/$target")
+        [[ -d fuzz/regressions/$target ]] && corpora+=("fuzz/regressions/$target")
+        echo "== fuzz smoke: $target for ${seconds}s on ${corpora[*]}"
+        if ! fuzz run -O "${BUILD_FLAGS[@]}" "$target" "$scratch" "${corpora[@]}" -- \
             "${LIBFUZZER_FLAGS[@]}" -max_total_time="$seconds" >"$log" 2>&1; then
             tail -n 60 "$log" >&2
             echo "fuzz.sh: $target crashed; the input is in fuzz/artifacts/$target/" >&2
@@ -88,7 +93,9 @@ smoke)
     ;;
 seeds)
     rm -rf fuzz/work/seeds
-    (cd fuzz && cargo run --example seeds -- work/seeds)
+    # --cfg fuzzing as cargo-fuzz builds: mqtts's fuzzing hooks and insecure
+    # mode, which the fuzz crate's checks use.
+    (cd fuzz && RUSTFLAGS="--cfg fuzzing" cargo run --release --example seeds -- work/seeds)
     ;;
 campaign)
     seconds=${2:-1800}
