@@ -15,16 +15,19 @@
 
 #[path = "support/mqttrs_oracle.rs"]
 mod mqttrs_oracle;
+#[cfg(feature = "insecure")]
 #[path = "../fuzz/src/trust_input.rs"]
 mod trust_input;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "insecure")]
 use mqtts::Error;
 use mqtts::fingerprint::{Fingerprint, FingerprintError};
 use mqtts::mqtt::frame::{self, FixedHeader};
 use mqtts::mqtt::{Incoming, ProtocolError};
+#[cfg(feature = "insecure")]
 use mqtts::trust::{CertificateInfo, Pin, Trust};
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
@@ -123,10 +126,13 @@ fn fingerprint_corpus_parses_or_names_the_mistake() {
 
 /// Splits a trust-target input (fuzz/src/trust.rs): four header bytes, then
 /// DER blobs back to back, as the target does.
+#[cfg(feature = "insecure")]
 fn blobs(data: &[u8]) -> Vec<&[u8]> {
     trust_input::split_blobs(data.get(4..).unwrap_or_default())
 }
 
+// Every decision is compared with insecure mode's.
+#[cfg(feature = "insecure")]
 #[test]
 fn trust_corpus_gives_typed_decisions() {
     let files = corpus("trust");

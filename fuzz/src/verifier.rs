@@ -37,14 +37,14 @@ use sha2::Digest as _;
 use crate::certificate_verify::{self, Edit, Scheme, apply, fixed_hashes};
 use crate::keys::{self, ROOT, SEEDS};
 
-/// Known deviation from "the first failure is the one reported": a
-/// Certificate callback after a refusal replaces the recorded error
-/// (with `UnexpectedHandshakeMessage`, or `MalformedCertificate` for a raw
-/// public key entry through `verify_certificate`). Unreachable through
-/// embedded-tls 0.19, which aborts the handshake at the first refusal and
-/// calls the verifier no more; fuzz/regressions/verifier/ holds inputs
-/// that show it. `false` checks the strict property.
-pub const A_LATER_CERTIFICATE_REPLACES_THE_ERROR: bool = true;
+/// A deviation from "the first failure is the one reported", fixed: a
+/// Certificate callback after a refusal replaced the recorded error (with
+/// `UnexpectedHandshakeMessage`, or `MalformedCertificate` for a raw public
+/// key entry through `verify_certificate`). Unreachable through
+/// embedded-tls 0.19, which aborts the handshake at the first refusal;
+/// fuzz/regressions/verifier/ holds the input that showed it. `false`
+/// checks the strict property; `true` would accept the old behaviour.
+pub const A_LATER_CERTIFICATE_REPLACES_THE_ERROR: bool = false;
 
 /// Preimages of the transcript hashes given through `verify_certificate`
 /// (embedded-tls passes its SHA-256 transcript hasher): their digests are

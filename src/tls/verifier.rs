@@ -107,6 +107,10 @@ impl<'a> TrustVerifier<'a> {
                         transcript_hash,
                     })
                 }),
+            // Refused before: stays refused, with the first error (found
+            // by the verifier fuzz target; embedded-tls 0.19 stops at the
+            // first refusal, another engine might not).
+            Progress::Failed(_) => return self.failed(),
             // A second Certificate message.
             _ => Err(Error::UnexpectedHandshakeMessage),
         };
@@ -210,10 +214,12 @@ impl<CipherSuite: TlsCipherSuite> TlsVerifier<CipherSuite> for TrustVerifier<'_>
                 CertificateEntryRef::X509(der) => *der,
                 // Raw public keys (RFC 7250) are never negotiated by embedded-tls.
                 CertificateEntryRef::RawPublicKey(_) => {
-                    let e = Error::MalformedCertificate;
-                    let tls = to_tls_error(&e);
-                    self.progress = Progress::Failed(e);
-                    return Err(tls);
+                    let result = match self.progress {
+                        // The first refusal stays the one reported.
+                        Progress::Failed(_) => return self.failed().map_err(to_tls_error),
+                        _ => Err(Error::MalformedCertificate),
+                    };
+                    return self.advance(result).map_err(to_tls_error);
                 }
             };
             // Cannot overflow: embedded-tls holds at most 16 entries too.
@@ -388,6 +394,22 @@ mod tests {
             verifier(&[CERT_SPKI]).conclude(Ok(())),
             Err(Error::MissingCertificate)
         );
+    }
+
+    /// A Certificate after a refusal does not replace the first error
+    /// (found by the verifier fuzz target).
+    #[test]
+    fn a_certificate_after_a_refusal_keeps_the_first_error() {
+        let mut v = verifier(&[OTHER]);
+        assert!(matches!(
+            v.on_certificate(&[CERT], &TRANSCRIPT),
+            Err(Error::PinMismatch { .. })
+        ));
+        assert!(matches!(
+            v.on_certificate(&[CERT], &TRANSCRIPT),
+            Err(Error::PinMismatch { .. })
+        ));
+        assert!(matches!(v.finish(), Err(Error::PinMismatch { .. })));
     }
 
     #[test]
