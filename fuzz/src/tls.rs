@@ -716,7 +716,8 @@ fn script(recording: &Recording, items: &[u8]) -> Vec<u8> {
                 let len = items.len();
                 let body = items.bytes(len);
                 let epoch = script.epoch;
-                if epoch == Epoch::Application && inner_type == HANDSHAKE {
+                if epoch == Epoch::Application && content_type(body, inner_type) == Some(HANDSHAKE)
+                {
                     ENCRYPTED_HANDSHAKE_AFTER_FLIGHT.store(true, Ordering::Relaxed);
                 }
                 script.seal(epoch, inner_type, body, padding)
@@ -735,6 +736,17 @@ fn script(recording: &Recording, items: &[u8]) -> Vec<u8> {
         script.out.extend_from_slice(&bytes);
     }
     script.out
+}
+
+/// The content type a receiver finds in an encrypted record whose inner
+/// plaintext is `body`, `inner_type` and zeros: the last byte that is not
+/// zero (RFC 8446 §5.4), so an `inner_type` of 0 makes the body's last
+/// non-zero byte the type; `None` when all are zero (the receiver must
+/// refuse the record).
+fn content_type(body: &[u8], inner_type: u8) -> Option<u8> {
+    std::iter::once(inner_type)
+        .chain(body.iter().rev().copied())
+        .find(|&byte| byte != 0)
 }
 
 /// The client's socket in a run: serves the script in reads of at most
