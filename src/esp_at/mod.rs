@@ -15,7 +15,8 @@
 //!   [`tls::connect`](crate::tls::connect).
 //! - [`AtConnector`]: a [`Connector`](crate::reconnect::Connector) that
 //!   (re)initialises the modem, joins Wi-Fi when needed and connects by host
-//!   name, for [`Supervisor`](crate::reconnect::Supervisor).
+//!   name, for [`Supervisor`](crate::reconnect::Supervisor); it resets a
+//!   modem that stopped answering (by its EN pin, or `AT+RST`).
 //!
 //! # Firmware: ESP-AT v2.2 for ESP8266
 //!
@@ -40,6 +41,35 @@
 //! slow, and nothing is lost. The parser and driver still accept an active
 //! `+IPD,<len>:<data>` (kept, as long as it fits).
 //!
+//! # Hardware flow control
+//!
+//! Passive mode bounds *when* data crosses the UART, not how fast: a reply
+//! to `AT+CIPRECVDATA` is up to 2 KB in one burst, and a host that stalls
+//! for a few milliseconds inside it (an interrupt, a flash write) overruns
+//! a 128-byte UART FIFO. RTS/CTS flow control lets the host pause the
+//! modem, but ESP-AT 2.2 for the ESP8266 starts with RTS only: the modem
+//! ignores its CTS input, so the host's RTS wire does nothing.
+//! [`AtModem::with_flow_control`] makes every [`AtModem::init`] send
+//! `AT+UART_CUR=<baud>,8,1,0,3` (RTS and CTS) after `ATE0`; the baud rate
+//! stays what it is. Both wires must be connected and the host's UART
+//! configured for them. Firmware that answers `ERROR` (some NONOS AT 1.x
+//! builds) is tolerated, and [`AtModem::flow_control`] says `Some(false)`:
+//! the modem then cannot be paused, which the firmware should log.
+//! Without the opt-in nothing is sent.
+//!
+//! # A hung modem
+//!
+//! A modem can hang (after a brown-out, say) and answer nothing until it
+//! restarts. After [`RESET_AFTER`] consecutive connects in which it did
+//! not answer (a command timed out, or it never answered `AT`),
+//! [`AtConnector`] resets it before the next one: EN held low for
+//! [`RESET_PULSE_MS`] if the connector has the pin
+//! ([`AtConnector::with_enable_pin`]), else `AT+RST`, which a hung modem
+//! may well ignore; then it waits for the modem's `ready` (at most
+//! [`BOOT_TIMEOUT_MS`]) before sending anything. Failures in which the
+//! modem answered (a join refused, `DNS Fail`, ...) never reset it.
+//! [`AtConnector::resets`] counts the resets.
+//!
 //! # Cancel safety
 //!
 //! mqtts stops reads at deadlines (keep-alive): [`AtSocket`]'s reads are
@@ -55,14 +85,18 @@
 //! # Example
 //!
 //! ```no_run
-//! # async fn demo<U, T>(uart: U, timer: T) -> Result<(), mqtts::Error>
+//! # async fn demo<U, T>(uart: U, timer: T, mut set_en: impl FnMut(bool)) -> Result<(), mqtts::Error>
 //! # where U: embedded_io_async::Read + embedded_io_async::Write, T: mqtts::time::Timer {
 //! use mqtts::esp_at::{AtConnector, AtModem, Timeouts, Wifi};
 //! use mqtts::reconnect::Connector as _;
 //!
-//! let modem: AtModem<_, _, 2048> = AtModem::new(uart, timer, Timeouts::default());
+//! // The UART runs at 115,200 baud with RTS and CTS wired and enabled.
+//! let modem: AtModem<_, _, 2048> =
+//!     AtModem::new(uart, timer, Timeouts::default()).with_flow_control(115_200);
 //! let wifi = Wifi { ssid: "my-network", password: "secret" };
-//! let mut connector = AtConnector::new(modem, wifi, "mqtt.flespi.io", 8883);
+//! let mut connector = AtConnector::new(modem, wifi, "mqtt.flespi.io", 8883)
+//!     // The modem's EN on a host pin (a HAL's `set_level` in a closure).
+//!     .with_enable_pin(move |enabled: bool| set_en(enabled));
 //! let socket = connector.connect().await?; // then tls::connect(socket, ...)
 //! # let _ = socket; Ok(()) }
 //! ```
@@ -72,7 +106,8 @@ pub mod parser;
 mod modem;
 
 pub use modem::{
-    AtConnector, AtModem, AtSocket, MAX_COMMAND_LEN, MAX_RECEIVE, MAX_SEND, Timeouts, Wifi,
+    AtConnector, AtModem, AtSocket, BOOT_TIMEOUT_MS, EnablePin, MAX_COMMAND_LEN, MAX_RECEIVE,
+    MAX_SEND, NoEnablePin, RESET_AFTER, RESET_PULSE_MS, Timeouts, Wifi,
 };
 pub use parser::ParseError;
 
@@ -87,6 +122,11 @@ pub enum Command {
     At,
     /// `ATE0`: echo off.
     EchoOff,
+    /// `AT+UART_CUR=<baud>,8,1,0,3`: RTS/CTS flow control on both sides
+    /// (sent only when asked for, see [`AtModem::with_flow_control`]).
+    UartConfig,
+    /// `AT+RST`: restart the modem (see [`AtConnector`]'s reset policy).
+    Restart,
     /// `AT+SYSSTORE=0`: settings stay in RAM (no flash writes on every
     /// connect, no Wi-Fi password kept in the modem's flash).
     NoStore,
@@ -118,6 +158,8 @@ impl Command {
         match self {
             Self::At => "AT",
             Self::EchoOff => "ATE0",
+            Self::UartConfig => "AT+UART_CUR",
+            Self::Restart => "AT+RST",
             Self::NoStore => "AT+SYSSTORE",
             Self::StationMode => "AT+CWMODE",
             Self::SingleConnection => "AT+CIPMUX",

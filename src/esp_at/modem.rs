@@ -28,6 +28,35 @@ const QUIET_MS: Millis = 50;
 /// How many `AT` the initialisation sends before giving up.
 const SYNC_ATTEMPTS: usize = 4;
 
+/// How many consecutive [`AtConnector::open`]s may fail without an answer
+/// from the modem before the next one resets it.
+///
+/// An open counts when a command timed out ([`ModemError::Timeout`], any
+/// command) or when the modem never answered `OK` to `AT` in
+/// [`AtModem::init`]'s attempts (silence, noise, `busy p...` each time).
+/// Any other failure means the modem answered (a join refused with a
+/// reason, `DNS Fail`, a refused connection, a restart it reported): the
+/// count starts over, as after a successful open. Three: one lost reply
+/// or a modem still booting does not cost a reset, a hung one is reset
+/// within a few backoff periods.
+pub const RESET_AFTER: u32 = 3;
+
+/// How long EN is held low to reset the modem. The ESP8266 resets on a
+/// far shorter pulse; 100 ms is ample also where the module delays EN
+/// with an RC network, and matches a board's power-on sequence.
+pub const RESET_PULSE_MS: Millis = 100;
+
+/// How long to wait, after a reset, for the modem to say `ready`.
+///
+/// ESP-AT accepts commands only once it has printed `ready`; before that
+/// the ESP8266 runs its ROM loader (whose log at 74,880 baud is noise at
+/// any other rate), the second-stage bootloader, RF calibration and the
+/// AT firmware's own start-up: a few hundred milliseconds, up to a couple
+/// of seconds. A command sent meanwhile is lost (older firmware could
+/// even restart again on one). The wait ends at `ready`; if `ready` was
+/// lost in noise, [`AtModem::init`] probes with `AT` after this time.
+pub const BOOT_TIMEOUT_MS: Millis = 2_000;
+
 /// Zeros to pad an abandoned `AT+CIPSEND` with.
 const PADDING: [u8; 64] = [0; 64];
 
@@ -66,6 +95,15 @@ enum Expect {
     Prompt,
     /// `SEND OK` (or `SEND FAIL`).
     SendOk,
+}
+
+/// What bytes that are not the AT protocol do to a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Noise {
+    /// They fail it ([`ModemError::Protocol`]).
+    Fails,
+    /// They are skipped (a boot log).
+    Skip,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +163,15 @@ pub struct AtModem<U, T, const N: usize> {
     /// The first error that lost track of the modem: every socket operation
     /// returns it until the modem is initialised again.
     broken: Option<ModemError>,
+    /// The baud rate for `AT+UART_CUR`, if flow control was asked for.
+    flow_control_baud: Option<u32>,
+    /// Whether the last `init` got flow control on (`None`: not asked, or
+    /// not that far).
+    flow_control: Option<bool>,
+    /// Whether the last `init` got `OK` to `AT`.
+    synced: bool,
+    /// The modem said `ready` since this was last cleared.
+    booted: bool,
 }
 
 impl<U, T, const N: usize> fmt::Debug for AtModem<U, T, N> {
@@ -197,7 +244,47 @@ impl<U: Read + Write, T: Timer, const N: usize> AtModem<U, T, N> {
             wifi_up: false,
             status: None,
             broken: None,
+            flow_control_baud: None,
+            flow_control: None,
+            synced: false,
+            booted: false,
         }
+    }
+
+    /// Turns on RTS/CTS hardware flow control on the modem's side: every
+    /// [`AtModem::init`] sends `AT+UART_CUR=<baud>,8,1,0,3` right after
+    /// `ATE0`.
+    ///
+    /// `baud` is the rate the modem's UART already runs at: it is sent
+    /// unchanged, only flow control changes (8 data bits, 1 stop bit, no
+    /// parity, as ESP-AT's default). Both wires must be connected, and the
+    /// host's UART must use them too: the modem's RTS to the host's CTS,
+    /// the host's RTS to the modem's CTS.
+    ///
+    /// Why: ESP-AT 2.2 for the ESP8266 starts with RTS only, ignoring its
+    /// CTS input, so the host's RTS cannot pause it, and a host that stalls
+    /// for a few milliseconds in a 2 KB `+CIPRECVDATA` reply overruns its
+    /// UART FIFO. The setting is not stored in the modem's flash
+    /// (`AT+UART_CUR`, not `AT+UART_DEF`), so it is sent again after every
+    /// restart.
+    ///
+    /// Firmware that answers `ERROR` (some NONOS AT 1.x builds) does not
+    /// fail `init`: [`AtModem::flow_control`] then says `Some(false)`, and
+    /// the host must not rely on its RTS.
+    #[must_use]
+    pub fn with_flow_control(mut self, baud: u32) -> Self {
+        self.flow_control_baud = Some(baud);
+        self
+    }
+
+    /// Whether the modem took RTS/CTS flow control at the last
+    /// [`AtModem::init`]: `None` if it was not asked for
+    /// ([`AtModem::with_flow_control`]) or `init` did not get that far,
+    /// `Some(true)` if the modem answered `OK`, `Some(false)` if it
+    /// refused (`ERROR`): the modem then does not pause for the host's RTS,
+    /// and the host must not rely on it (log a warning).
+    pub fn flow_control(&self) -> Option<bool> {
+        self.flow_control
     }
 
     /// The UART back.
@@ -217,9 +304,10 @@ impl<U: Read + Write, T: Timer, const N: usize> AtModem<U, T, N> {
 
     /// Brings the modem to a known state: waits until it is quiet, checks
     /// it answers `AT` (retrying through noise, late replies or a restart),
-    /// then echo off, settings in RAM only, station mode, closes any
-    /// connection left open, single connection, passive receive mode.
-    /// Forgets any previous failure.
+    /// then echo off, flow control if asked for
+    /// ([`AtModem::with_flow_control`]), settings in RAM only, station
+    /// mode, closes any connection left open, single connection, passive
+    /// receive mode. Forgets any previous failure.
     pub async fn init(&mut self) -> Result<(), ModemError> {
         // A write abandoned mid-payload: the modem still waits for it, and
         // would take our commands as data.
@@ -227,6 +315,8 @@ impl<U: Read + Write, T: Timer, const N: usize> AtModem<U, T, N> {
             let _ = self.pad().await;
         }
         self.forget();
+        self.flow_control = None;
+        self.synced = false;
         let mut last = ModemError::Timeout(Command::At);
         let mut synced = false;
         for _ in 0..SYNC_ATTEMPTS {
@@ -246,7 +336,23 @@ impl<U: Read + Write, T: Timer, const N: usize> AtModem<U, T, N> {
             self.broken = Some(last);
             return Err(last);
         }
+        self.synced = true;
         self.command(Command::EchoOff, format_args!("ATE0")).await?;
+        if let Some(baud) = self.flow_control_baud {
+            // 8 data bits, 1 stop bit, no parity, flow control 3 (RTS and CTS).
+            self.flow_control = match self
+                .command(
+                    Command::UartConfig,
+                    format_args!("AT+UART_CUR={baud},8,1,0,3"),
+                )
+                .await
+            {
+                Ok(()) => Some(true),
+                // Firmware that refuses it: the link still works, unpaced.
+                Err(ModemError::Rejected(_)) => Some(false),
+                Err(e) => return Err(e),
+            };
+        }
         // ESP-AT 2.x stores settings (and the Wi-Fi password) in flash by
         // default; NONOS AT 1.x has no AT+SYSSTORE and says ERROR: fine.
         match self
@@ -448,6 +554,51 @@ impl<U: Read + Write, T: Timer, const N: usize> AtModem<U, T, N> {
         }
     }
 
+    /// Forgets what the driver knew of the modem before it is reset:
+    /// afterwards it has no connection, no association, waits for no
+    /// payload and has its default UART settings.
+    fn forget_before_reset(&mut self) {
+        self.forget();
+        self.wifi_up = false;
+        self.flow_control = None;
+        self.synced = false;
+        self.booted = false;
+    }
+
+    /// Restarts the modem with `AT+RST`; whether it took it: answered `OK`,
+    /// said `ready`, or started its boot log (noise right after `OK`, which
+    /// may come in the same read and fail the command). A hung modem may
+    /// ignore it (silence), a busy one refuse it.
+    async fn restart(&mut self) -> bool {
+        // The modem would take `AT+RST` as payload data.
+        if self.send_left > 0 {
+            let _ = self.pad().await;
+        }
+        self.forget_before_reset();
+        let result = self.command(Command::Restart, format_args!("AT+RST")).await;
+        self.booted
+            || matches!(
+                result,
+                Ok(()) | Err(ModemError::Restarted | ModemError::Protocol(_) | ModemError::Uart(_))
+            )
+    }
+
+    /// Listens to the modem booting until it says `ready`, at most
+    /// [`BOOT_TIMEOUT_MS`]; what it prints before (its boot log, noise at
+    /// our baud rate) is skipped.
+    async fn await_boot(&mut self) {
+        let limit = self.timer.now().saturating_add(BOOT_TIMEOUT_MS);
+        while !self.booted {
+            match self.read_events(Some(limit), Noise::Skip).await {
+                Ok(true) => {}
+                // Out of time, or the UART's stream ended (no point waiting).
+                Ok(false) | Err(ModemError::Uart(ErrorKind::BrokenPipe)) => return,
+                // Line errors while the modem's UART starts up: keep listening.
+                Err(_) => {}
+            }
+        }
+    }
+
     /// Ends an abandoned `AT+CIPSEND` with zeros.
     async fn pad(&mut self) -> Result<(), ModemError> {
         let deadline = self.timer.now().saturating_add(self.timeouts.send);
@@ -627,6 +778,16 @@ impl<U: Read + Write, T: Timer, const N: usize> AtModem<U, T, N> {
     /// Reads once from the UART (until `deadline`, if any) and handles
     /// everything in what came. `Ok(false)` if the deadline passed first.
     async fn pump(&mut self, deadline: Option<Millis>) -> Result<bool, ModemError> {
+        self.read_events(deadline, Noise::Fails).await
+    }
+
+    /// [`AtModem::pump`], with bytes that are not the protocol failing it
+    /// or skipped.
+    async fn read_events(
+        &mut self,
+        deadline: Option<Millis>,
+        noise: Noise,
+    ) -> Result<bool, ModemError> {
         let mut buf = [0u8; 64];
         let read = self.uart.read(&mut buf);
         let result = match deadline {
@@ -646,10 +807,17 @@ impl<U: Read + Write, T: Timer, const N: usize> AtModem<U, T, N> {
         while !rest.is_empty() {
             let (used, event) = self.parser.feed(rest);
             rest = rest.get(used..).unwrap_or_default();
-            match event {
-                Ok(Some(event)) => self.handle(event)?,
-                Ok(None) => {}
-                Err(e) => return Err(ModemError::Protocol(e)),
+            let handled = match event {
+                Ok(Some(event)) => self.handle(event),
+                Ok(None) => Ok(()),
+                Err(e) => Err(ModemError::Protocol(e)),
+            };
+            match (handled, noise) {
+                (Ok(()), _) => {}
+                (Err(e), Noise::Fails) => return Err(e),
+                // The parser dropped the bad line and goes on with the
+                // next; an overflow must not take what follows as data.
+                (Err(_), Noise::Skip) => self.parser.reset(),
             }
         }
         Ok(true)
@@ -731,6 +899,7 @@ impl<U: Read + Write, T: Timer, const N: usize> AtModem<U, T, N> {
             Event::AlreadyConnected => self.reply.already_connected = true,
             Event::Ready => {
                 // Restarted: its connection and association are gone.
+                self.booted = true;
                 self.wifi_up = false;
                 if self.link == Link::Open {
                     self.link = Link::PeerClosed;
@@ -823,6 +992,54 @@ pub struct Wifi<'a> {
     pub password: &'a str,
 }
 
+/// The modem's EN input (`CHIP_EN`, `CH_PD` on older modules), driven by
+/// the host: high runs the modem, low holds it in reset.
+///
+/// Any `FnMut(bool)` is one, so a HAL's output pin fits in a closure:
+///
+/// ```
+/// # async fn demo<U, T>(modem: mqtts::esp_at::AtModem<U, T, 2048>)
+/// # where U: embedded_io_async::Read + embedded_io_async::Write, T: mqtts::time::Timer {
+/// # struct Output;
+/// # impl Output { fn set_high(&mut self) {} fn set_low(&mut self) {} }
+/// # let mut modem_enable = Output;
+/// use mqtts::esp_at::{AtConnector, Wifi};
+///
+/// let wifi = Wifi { ssid: "my-network", password: "secret" };
+/// let connector = AtConnector::new(modem, wifi, "mqtt.flespi.io", 8883)
+///     .with_enable_pin(move |enabled: bool| {
+///         if enabled { modem_enable.set_high() } else { modem_enable.set_low() }
+///     });
+/// # let _ = connector;
+/// # }
+/// ```
+pub trait EnablePin {
+    /// Whether there is a pin: `false` only for [`NoEnablePin`], with which
+    /// [`AtConnector`] resets the modem by `AT+RST` instead.
+    const CONNECTED: bool = true;
+
+    /// Drives EN high (`true`: the modem runs) or low (`false`: held in
+    /// reset).
+    fn set_enabled(&mut self, enabled: bool);
+}
+
+impl<F: FnMut(bool)> EnablePin for F {
+    fn set_enabled(&mut self, enabled: bool) {
+        self(enabled);
+    }
+}
+
+/// No EN pin under the host's control (the default of [`AtConnector`]):
+/// a hung modem gets `AT+RST`, which it may ignore.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoEnablePin;
+
+impl EnablePin for NoEnablePin {
+    const CONNECTED: bool = false;
+
+    fn set_enabled(&mut self, _enabled: bool) {}
+}
+
 /// A [`Connector`](crate::reconnect::Connector) through an AT modem.
 ///
 /// Each connect initialises the modem again (so a modem that restarted,
@@ -830,14 +1047,41 @@ pub struct Wifi<'a> {
 /// the station already has an IP address, then opens TCP to the host by
 /// name. `DNS Fail` is [`Error::NameResolution`]; other modem failures are
 /// [`Error::Modem`].
-pub struct AtConnector<'a, U, T, const N: usize> {
+///
+/// # Resetting a hung modem
+///
+/// A modem can hang (after a brown-out, say) and answer nothing until it
+/// restarts; initialising it again does not help. After [`RESET_AFTER`]
+/// consecutive opens in which it did not answer (see there), the next open
+/// first resets it:
+///
+/// - with an EN pin ([`AtConnector::with_enable_pin`]): EN low for
+///   [`RESET_PULSE_MS`] (on the modem's timer), then high: a hardware
+///   reset, which works whatever state the modem is in;
+/// - without one: `AT+RST`, a best effort: a modem hung hard enough to
+///   ignore `AT` ignores it too. Wire EN to a host pin where you can.
+///
+/// Then it waits for the modem to boot (its `ready`, at most
+/// [`BOOT_TIMEOUT_MS`]; not after an `AT+RST` that went unanswered or was
+/// refused) and opens as usual. The count starts over after each reset, so a modem that
+/// stays silent is reset every [`RESET_AFTER`] opens, paced by the
+/// supervisor's backoff. [`AtConnector::resets`] counts the resets for
+/// the firmware's log.
+///
+/// An `open` dropped during the reset leaves EN low until the next `open`,
+/// which resets again from the start.
+pub struct AtConnector<'a, U, T, const N: usize, E = NoEnablePin> {
     modem: AtModem<U, T, N>,
     wifi: Wifi<'a>,
     host: &'a str,
     port: u16,
+    enable: E,
+    /// Consecutive opens that failed without an answer from the modem.
+    unanswered: u32,
+    resets: u32,
 }
 
-impl<U, T, const N: usize> fmt::Debug for AtConnector<'_, U, T, N> {
+impl<U, T, const N: usize, E> fmt::Debug for AtConnector<'_, U, T, N, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Not the password.
         f.debug_struct("AtConnector")
@@ -845,21 +1089,45 @@ impl<U, T, const N: usize> fmt::Debug for AtConnector<'_, U, T, N> {
             .field("ssid", &self.wifi.ssid)
             .field("host", &self.host)
             .field("port", &self.port)
+            .field("unanswered", &self.unanswered)
+            .field("resets", &self.resets)
             .finish_non_exhaustive()
     }
 }
 
 impl<'a, U: Read + Write, T: Timer, const N: usize> AtConnector<'a, U, T, N> {
-    /// A connector to `host:port` through `modem`, joining `wifi`.
+    /// A connector to `host:port` through `modem`, joining `wifi`. It has no
+    /// EN pin: see [`AtConnector::with_enable_pin`].
     pub fn new(modem: AtModem<U, T, N>, wifi: Wifi<'a>, host: &'a str, port: u16) -> Self {
         Self {
             modem,
             wifi,
             host,
             port,
+            enable: NoEnablePin,
+            unanswered: 0,
+            resets: 0,
         }
     }
 
+    /// Gives the connector the modem's EN pin, to reset a hung modem by
+    /// hardware (see [Resetting a hung modem](AtConnector#resetting-a-hung-modem)).
+    /// The connector only drives it for a reset; EN must already be high
+    /// (the modem running) when the connector is first used.
+    pub fn with_enable_pin<P: EnablePin>(self, pin: P) -> AtConnector<'a, U, T, N, P> {
+        AtConnector {
+            modem: self.modem,
+            wifi: self.wifi,
+            host: self.host,
+            port: self.port,
+            enable: pin,
+            unanswered: self.unanswered,
+            resets: self.resets,
+        }
+    }
+}
+
+impl<'a, U: Read + Write, T: Timer, const N: usize, E: EnablePin> AtConnector<'a, U, T, N, E> {
     /// The modem.
     pub fn modem(&mut self) -> &mut AtModem<U, T, N> {
         &mut self.modem
@@ -870,20 +1138,69 @@ impl<'a, U: Read + Write, T: Timer, const N: usize> AtConnector<'a, U, T, N> {
         self.modem
     }
 
-    /// Initialises the modem, joins Wi-Fi if needed and connects.
+    /// How many times the connector reset the modem (EN pulses, or `AT+RST`
+    /// sent), whether or not the modem came back.
+    pub fn resets(&self) -> u32 {
+        self.resets
+    }
+
+    /// Resets the modem first if it did not answer the last
+    /// [`RESET_AFTER`] opens, then initialises it, joins Wi-Fi if needed
+    /// and connects.
     pub async fn open(&mut self) -> Result<AtSocket<'_, U, T, N>, ModemError> {
+        if self.unanswered >= RESET_AFTER {
+            self.reset().await;
+        }
+        match self.establish().await {
+            Ok(()) => {
+                self.unanswered = 0;
+                Ok(self.modem.socket())
+            }
+            Err(e) => {
+                if matches!(e, ModemError::Timeout(_)) || !self.modem.synced {
+                    self.unanswered = self.unanswered.saturating_add(1);
+                } else {
+                    self.unanswered = 0;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn establish(&mut self) -> Result<(), ModemError> {
         self.modem.init().await?;
         let status = self.modem.status().await?;
         if !matches!(status, Some(2..=4)) {
             self.modem.join(&self.wifi).await?;
         }
-        self.modem.connect(self.host, self.port).await?;
-        Ok(self.modem.socket())
+        self.modem.connect(self.host, self.port).await
+    }
+
+    /// Resets the modem: EN pulsed low, or `AT+RST`; then waits for it to
+    /// boot. The counters change once the reset was done: a reset dropped
+    /// halfway (EN still low) is done again, from the start, by the next
+    /// open.
+    async fn reset(&mut self) {
+        let boots = if E::CONNECTED {
+            self.modem.forget_before_reset();
+            self.enable.set_enabled(false);
+            let release = self.modem.timer.now().saturating_add(RESET_PULSE_MS);
+            self.modem.timer.sleep_until(release).await;
+            self.enable.set_enabled(true);
+            true
+        } else {
+            self.modem.restart().await
+        };
+        self.resets = self.resets.saturating_add(1);
+        self.unanswered = 0;
+        if boots {
+            self.modem.await_boot().await;
+        }
     }
 }
 
-impl<U: Read + Write, T: Timer, const N: usize> crate::reconnect::Connector
-    for AtConnector<'_, U, T, N>
+impl<U: Read + Write, T: Timer, const N: usize, E: EnablePin> crate::reconnect::Connector
+    for AtConnector<'_, U, T, N, E>
 {
     type Socket<'b>
         = AtSocket<'b, U, T, N>
@@ -980,23 +1297,34 @@ mod tests {
         }
     }
 
-    /// A clock that advances on every look, so deadlines pass.
+    /// A clock that advances 1 ms on every look, so deadlines pass. Its
+    /// sleeps never end, or with `jumps` end at once with the clock at
+    /// their deadline (virtual time).
     #[derive(Clone)]
-    struct Ticking(std::rc::Rc<core::cell::Cell<Millis>>);
+    struct Ticking {
+        clock: std::rc::Rc<core::cell::Cell<Millis>>,
+        jumps: bool,
+    }
 
     impl Timer for Ticking {
         fn now(&self) -> Millis {
-            self.0.set(self.0.get() + 1);
-            self.0.get()
+            self.clock.set(self.clock.get() + 1);
+            self.clock.get()
         }
 
-        async fn sleep_until(&mut self, _deadline: Millis) {
-            core::future::pending::<()>().await;
+        async fn sleep_until(&mut self, deadline: Millis) {
+            if !self.jumps {
+                core::future::pending::<()>().await;
+            }
+            self.clock.set(self.clock.get().max(deadline));
         }
     }
 
     fn modem(replies: &[&'static [u8]]) -> AtModem<Scripted, Ticking, 64> {
-        let timer = Ticking(std::rc::Rc::new(core::cell::Cell::new(0)));
+        let timer = Ticking {
+            clock: std::rc::Rc::new(core::cell::Cell::new(0)),
+            jumps: false,
+        };
         AtModem::new(Scripted::new(replies), timer, Timeouts::default())
     }
 
@@ -1079,5 +1407,177 @@ mod tests {
         let data = [0x5Au8; MAX_SEND + 100];
         assert_eq!(block_on(m.write(&data)), Ok(MAX_SEND));
         assert!(m.uart.written.windows(15).any(|w| w == b"AT+CIPSEND=2048"));
+    }
+
+    const OK: &[u8] = b"\r\nOK\r\n";
+    const ERROR: &[u8] = b"\r\nERROR\r\n";
+
+    #[test]
+    fn flow_control_is_asked_for_right_after_echo_off() {
+        let mut m = modem(&[OK; 8]).with_flow_control(115_200);
+        assert_eq!(m.flow_control(), None, "not before init");
+        block_on(m.init()).unwrap();
+        assert!(
+            m.uart
+                .written
+                .starts_with(b"AT\r\nATE0\r\nAT+UART_CUR=115200,8,1,0,3\r\nAT+SYSSTORE=0\r\n"),
+            "{}",
+            std::string::String::from_utf8_lossy(&m.uart.written)
+        );
+        assert_eq!(m.flow_control(), Some(true));
+    }
+
+    #[test]
+    fn flow_control_refused_by_older_firmware_is_reported_not_fatal() {
+        let mut m = modem(&[OK, OK, ERROR, OK, OK, OK, OK, OK]).with_flow_control(9_600);
+        block_on(m.init()).unwrap();
+        assert!(
+            m.uart
+                .written
+                .starts_with(b"AT\r\nATE0\r\nAT+UART_CUR=9600,8,1,0,3\r\n")
+        );
+        assert_eq!(m.flow_control(), Some(false));
+    }
+
+    #[test]
+    fn without_the_opt_in_no_uart_command_is_sent() {
+        let mut m = modem(&[OK; 7]);
+        block_on(m.init()).unwrap();
+        assert!(
+            m.uart
+                .written
+                .starts_with(b"AT\r\nATE0\r\nAT+SYSSTORE=0\r\n")
+        );
+        assert!(!m.uart.written.windows(11).any(|w| w == b"AT+UART_CUR"));
+        assert_eq!(m.flow_control(), None);
+    }
+
+    /// Replies to an `open` that sync fails in: nothing to each `AT`.
+    const SILENT_OPEN: [&[u8]; SYNC_ATTEMPTS] = [b""; SYNC_ATTEMPTS];
+    /// Replies to an `open` in which the modem answers `busy p...` to `AT`.
+    const BUSY_OPEN: [&[u8]; SYNC_ATTEMPTS] = [b"busy p...\r\n"; SYNC_ATTEMPTS];
+    /// Replies to an `open` in which the modem answers, and refuses the join.
+    const REFUSED_OPEN: [&[u8]; 9] = [
+        OK,
+        OK,
+        OK,
+        OK,
+        ERROR,
+        OK,
+        OK,
+        b"STATUS:5\r\n\r\nOK\r\n",
+        b"+CWJAP:2\r\n\r\nERROR\r\n",
+    ];
+
+    /// The levels an EN pin was set to, with the time of each.
+    type PinLog = std::rc::Rc<core::cell::RefCell<Vec<(bool, Millis)>>>;
+
+    /// A connector whose EN pin logs `(level, virtual time)`, over a modem
+    /// that answers `replies` and is silent after them.
+    fn connector_with_pin(
+        replies: &[&'static [u8]],
+    ) -> (
+        AtConnector<'static, Scripted, Ticking, 64, impl EnablePin>,
+        PinLog,
+    ) {
+        let clock = std::rc::Rc::new(core::cell::Cell::new(0));
+        let mut uart = Scripted::new(replies);
+        uart.stall_when_empty = true;
+        let timer = Ticking {
+            clock: clock.clone(),
+            jumps: true,
+        };
+        let modem = AtModem::new(uart, timer, Timeouts::default());
+        let wifi = Wifi {
+            ssid: "net",
+            password: "secret",
+        };
+        let log = std::rc::Rc::new(core::cell::RefCell::new(Vec::new()));
+        let pin_log = log.clone();
+        let connector = AtConnector::new(modem, wifi, "broker.test", 8883).with_enable_pin(
+            move |enabled: bool| pin_log.borrow_mut().push((enabled, clock.get())),
+        );
+        (connector, log)
+    }
+
+    /// The streak counts opens the modem did not answer (timeouts, or a
+    /// sync that failed on `busy`); an open it answered ends the streak.
+    #[test]
+    fn only_consecutive_unanswered_opens_lead_to_an_enable_pulse() {
+        let replies: Vec<&'static [u8]> = [
+            &SILENT_OPEN[..],
+            &SILENT_OPEN,
+            &REFUSED_OPEN,
+            &SILENT_OPEN,
+            &BUSY_OPEN,
+            &SILENT_OPEN,
+        ]
+        .concat();
+        let (mut connector, log) = connector_with_pin(&replies);
+        let expected = [
+            ModemError::Timeout(Command::At),
+            ModemError::Timeout(Command::At),
+            ModemError::JoinFailed(JoinFailure::WrongPassword),
+            ModemError::Timeout(Command::At),
+            ModemError::Busy(Command::At),
+            ModemError::Timeout(Command::At),
+        ];
+        for (i, expected) in expected.into_iter().enumerate() {
+            assert_eq!(block_on(connector.open()).err(), Some(expected), "open {i}");
+            assert!(log.borrow().is_empty(), "no reset at open {i}");
+        }
+        assert_eq!(connector.resets(), 0);
+        // The seventh open follows three unanswered ones: EN low for
+        // RESET_PULSE_MS of the modem's time, then high.
+        let written = connector.modem.uart.written.len();
+        assert!(
+            block_on(connector.open()).is_err(),
+            "the modem stays silent"
+        );
+        let pulse = log.borrow().clone();
+        let [(false, low), (true, high)] = pulse[..] else {
+            panic!("{pulse:?}");
+        };
+        assert!(high - low >= RESET_PULSE_MS, "{pulse:?}");
+        assert_eq!(connector.resets(), 1);
+        // Nothing was sent while EN was low: the first line after is `AT`.
+        assert!(connector.modem.uart.written[written..].starts_with(b"AT\r\n"));
+    }
+
+    #[test]
+    fn without_a_pin_the_reset_is_at_rst() {
+        let clock = std::rc::Rc::new(core::cell::Cell::new(0));
+        let replies = [&SILENT_OPEN[..], &SILENT_OPEN, &SILENT_OPEN].concat();
+        let mut uart = Scripted::new(&replies);
+        uart.stall_when_empty = true;
+        let timer = Ticking { clock, jumps: true };
+        let modem: AtModem<_, _, 64> = AtModem::new(uart, timer, Timeouts::default());
+        let wifi = Wifi {
+            ssid: "net",
+            password: "secret",
+        };
+        let mut connector = AtConnector::new(modem, wifi, "broker.test", 8883);
+        for _ in 0..RESET_AFTER {
+            assert_eq!(
+                block_on(connector.open()).err(),
+                Some(ModemError::Timeout(Command::At))
+            );
+        }
+        assert!(
+            !connector
+                .modem
+                .uart
+                .written
+                .windows(6)
+                .any(|w| w == b"AT+RST")
+        );
+        let written = connector.modem.uart.written.len();
+        // Ignored, as a hung modem may: the open goes on and fails.
+        assert_eq!(
+            block_on(connector.open()).err(),
+            Some(ModemError::Timeout(Command::At))
+        );
+        assert!(connector.modem.uart.written[written..].starts_with(b"AT+RST\r\nAT\r\n"));
+        assert_eq!(connector.resets(), 1);
     }
 }
