@@ -5,16 +5,20 @@
 
 mod support;
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use embedded_io_adapters::tokio_1::FromTokio;
 use embedded_io_async::{Read as _, Write as _};
 use mqtts::client::{Buffers, ConnectOptions, Event};
 use mqtts::esp_at::{
-    AtConnector, AtModem, Command, JoinFailure, ModemError, ParseError, Timeouts, Wifi,
+    AtConnector, AtModem, Command, EnablePin, JoinFailure, ModemError, ParseError, RESET_AFTER,
+    RESET_PULSE_MS, Timeouts, Wifi,
 };
 use mqtts::mqtt::QoS;
 use mqtts::reconnect::{Backoff, Connector as _, Supervisor};
+use mqtts::time::Timer as _;
 use mqtts::tls::{MaxFragmentLength, TlsOptions};
 use mqtts::trust::{Pin, Trust};
 use mqtts::{Error, Session};
@@ -745,4 +749,204 @@ async fn an_idle_session_pings_through_the_modem_and_still_receives() {
     within("disconnect", client.disconnect())
         .await
         .expect("disconnect");
+}
+
+/// A listening peer that keeps what it is sent until the test ends.
+async fn sink() -> u16 {
+    let (port, _task) = peer(|mut tcp| async move {
+        let mut rest = Vec::new();
+        let _ = tcp.read_to_end(&mut rest).await;
+        rest
+    })
+    .await;
+    port
+}
+
+/// The commands the simulated modem received, in order.
+async fn commands(sim: &AtSim) -> Vec<String> {
+    sim.stats(|s| s.commands.clone()).await
+}
+
+fn count(commands: &[String], command: &str) -> usize {
+    commands.iter().filter(|c| *c == command).count()
+}
+
+#[tokio::test]
+async fn flow_control_is_sent_after_echo_off_and_a_refusal_is_tolerated() {
+    let port = sink().await;
+    let (sim, modem) = start_modem::<256>(SimConfig::new("peer.test", 60), FAST);
+    let mut connector = AtConnector::new(modem.with_flow_control(115_200), WIFI, "peer.test", port);
+    assert_eq!(connector.modem().flow_control(), None, "before init");
+    within("open", connector.open()).await.expect("open");
+    assert_eq!(connector.modem().flow_control(), Some(true));
+    let sent = commands(&sim).await;
+    let echo_off = sent.iter().position(|c| c == "ATE0").expect("ATE0");
+    assert_eq!(sent[echo_off + 1], "AT+UART_CUR=115200,8,1,0,3");
+    assert_eq!(sim.stats(|s| s.flow_control).await, 3, "RTS and CTS");
+
+    // Firmware that refuses it: the open goes on, and the board can tell.
+    let port = sink().await;
+    let mut config = SimConfig::new("peer.test", 61);
+    config.faults.error_on = Some("AT+UART_CUR");
+    let (sim, modem) = start_modem::<256>(config, FAST);
+    let mut connector = AtConnector::new(modem.with_flow_control(115_200), WIFI, "peer.test", port);
+    within("open", connector.open()).await.expect("open");
+    assert_eq!(connector.modem().flow_control(), Some(false));
+    assert_eq!(
+        count(&commands(&sim).await, "AT+UART_CUR=115200,8,1,0,3"),
+        1
+    );
+    assert_eq!(
+        sim.stats(|s| s.flow_control).await,
+        support::at_modem::DEFAULT_FLOW_CONTROL
+    );
+
+    // Not asked for: not sent.
+    let port = sink().await;
+    let (sim, modem) = start_modem::<256>(SimConfig::new("peer.test", 62), FAST);
+    let mut connector = AtConnector::new(modem, WIFI, "peer.test", port);
+    within("open", connector.open()).await.expect("open");
+    assert_eq!(connector.modem().flow_control(), None);
+    assert!(
+        !commands(&sim)
+            .await
+            .iter()
+            .any(|c| c.starts_with("AT+UART_CUR"))
+    );
+}
+
+/// Short enough that a hung modem costs about a second an open (four `AT`
+/// of 200 ms after 50 ms of quiet), long enough for a debug build.
+const HUNG: Timeouts = Timeouts {
+    command: 200,
+    join: 2_000,
+    connect: 2_000,
+    send: 2_000,
+};
+
+/// A modem hung from the start: it answers nothing, `AT` included.
+fn hung_modem(seed: u64) -> SimConfig {
+    let mut config = SimConfig::new("peer.test", seed);
+    config.faults.silent_from = Some("AT");
+    config
+}
+
+/// Opens [`RESET_AFTER`] times, each failing for want of an answer.
+async fn fail_unanswered<U, T, const N: usize, E>(connector: &mut AtConnector<'_, U, T, N, E>)
+where
+    U: embedded_io_async::Read + embedded_io_async::Write,
+    T: mqtts::time::Timer,
+    E: EnablePin,
+{
+    for attempt in 1..=RESET_AFTER {
+        assert_eq!(
+            within("open", connector.open()).await.err(),
+            Some(ModemError::Timeout(Command::At)),
+            "open {attempt}"
+        );
+        assert_eq!(connector.resets(), 0, "open {attempt}");
+    }
+}
+
+#[tokio::test]
+async fn a_hung_modem_is_reset_by_its_enable_pin_after_three_unanswered_opens() {
+    let port = sink().await;
+    let (sim, uart) = AtSim::spawn(hung_modem(63));
+    let timer = TokioTimer::new();
+    let modem: Modem<256> = AtModem::new(FromTokio::new(uart), timer, HUNG);
+    // The board's EN pin: drives the simulated modem's EN, and logs each
+    // level with the time on the modem's own timer.
+    let en = sim.enable_line();
+    let levels = Rc::new(RefCell::new(Vec::new()));
+    let log = levels.clone();
+    let mut connector =
+        AtConnector::new(modem, WIFI, "peer.test", port).with_enable_pin(move |enabled: bool| {
+            en.set(enabled);
+            log.borrow_mut().push((enabled, timer.now()));
+        });
+    fail_unanswered(&mut connector).await;
+    assert!(levels.borrow().is_empty(), "EN not touched yet");
+
+    within("open after the reset", connector.open())
+        .await
+        .expect("the modem answers again");
+    assert_eq!(connector.resets(), 1);
+    let pulse = levels.borrow().clone();
+    let [(false, low), (true, high)] = pulse[..] else {
+        panic!("one pulse: {pulse:?}");
+    };
+    assert!(high - low >= RESET_PULSE_MS, "EN low for {} ms", high - low);
+    let (pulses, restarts, lost) = sim
+        .stats(|s| (s.pulses.clone(), s.restarts, s.lost.clone()))
+        .await;
+    assert_eq!(pulses.len(), 1);
+    assert_eq!(restarts, 1, "the pulse restarted the modem");
+    // The driver waited for `ready`: nothing was sent while it booted.
+    assert!(lost.is_empty(), "lost while booting: {lost:?}");
+}
+
+#[tokio::test]
+async fn without_an_enable_pin_a_hung_modem_gets_at_rst() {
+    // A modem whose hang AT+RST ends.
+    let port = sink().await;
+    let mut config = hung_modem(64);
+    config.faults.hang_obeys_rst = true;
+    let (sim, modem) = start_modem::<256>(config, HUNG);
+    let mut connector = AtConnector::new(modem, WIFI, "peer.test", port);
+    fail_unanswered(&mut connector).await;
+    assert_eq!(count(&commands(&sim).await, "AT+RST"), 0);
+    within("open after AT+RST", connector.open())
+        .await
+        .expect("the modem answers again");
+    assert_eq!(connector.resets(), 1);
+    let (sent, restarts, lost) = sim
+        .stats(|s| (s.commands.clone(), s.restarts, s.lost.clone()))
+        .await;
+    assert_eq!(count(&sent, "AT+RST"), 1);
+    assert_eq!(restarts, 1);
+    assert!(lost.is_empty(), "lost while booting: {lost:?}");
+}
+
+#[tokio::test]
+async fn at_rst_is_a_best_effort_a_modem_may_ignore() {
+    let mut config = hung_modem(65);
+    config.faults.hang_obeys_rst = false;
+    let (sim, modem) = start_modem::<256>(config, HUNG);
+    let mut connector = AtConnector::new(modem, WIFI, "peer.test", 1);
+    fail_unanswered(&mut connector).await;
+    assert_eq!(
+        within("open with AT+RST", connector.open()).await.err(),
+        Some(ModemError::Timeout(Command::At))
+    );
+    assert_eq!(connector.resets(), 1);
+    assert_eq!(count(&commands(&sim).await, "AT+RST"), 1);
+    // The count starts over after a reset: the next open does not reset.
+    assert_eq!(
+        within("open", connector.open()).await.err(),
+        Some(ModemError::Timeout(Command::At))
+    );
+    assert_eq!(connector.resets(), 1);
+    assert_eq!(count(&commands(&sim).await, "AT+RST"), 1);
+    assert_eq!(sim.stats(|s| s.restarts).await, 0);
+}
+
+#[tokio::test]
+async fn no_reset_while_the_modem_answers() {
+    let mut config = SimConfig::new("peer.test", 66);
+    config.faults.join_code = Some(2);
+    let (sim, modem) = start_modem::<256>(config, HUNG);
+    let levels = Rc::new(RefCell::new(Vec::new()));
+    let log = levels.clone();
+    let mut connector = AtConnector::new(modem, WIFI, "peer.test", 1)
+        .with_enable_pin(move |enabled: bool| log.borrow_mut().push(enabled));
+    for attempt in 0..=RESET_AFTER + 1 {
+        assert_eq!(
+            within("open", connector.open()).await.err(),
+            Some(ModemError::JoinFailed(JoinFailure::WrongPassword)),
+            "open {attempt}"
+        );
+    }
+    assert!(levels.borrow().is_empty(), "EN untouched");
+    assert_eq!(connector.resets(), 0);
+    assert_eq!(count(&commands(&sim).await, "AT+RST"), 0);
 }

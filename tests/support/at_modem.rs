@@ -6,6 +6,12 @@
 //! each piece's size, 1 to `max_chunk` bytes, through a 64-byte pipe), so
 //! the driver sees replies and data split everywhere. Faults make it
 //! misbehave the ways real modems do.
+//!
+//! It has an EN input ([`AtSim::enable_line`]): held low for at least
+//! `min_reset_pulse`, it restarts the modem, which prints a boot log
+//! (noise), ignores commands for `boot_time`, then says `ready`; so does
+//! `AT+RST`. A restart ends a hang (`silent_from`), which then does not
+//! come back.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -19,6 +25,13 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// ESP-AT 2.2 for the ESP8266 starts with flow control 1: RTS only.
+pub const DEFAULT_FLOW_CONTROL: u8 = 1;
+
+/// What the ROM loader prints at 74,880 baud, as a host at 115,200 sees it.
+const BOOT_LOG: &[u8] = b"\x00\xf0\x8e\x1c rl\xd8\x12\x9b\r\n\xfe\x02 ets Jan  8 2013\x0c\r\n";
 
 /// Ways the modem misbehaves.
 #[derive(Debug, Clone, Default)]
@@ -43,6 +56,10 @@ pub struct Faults {
     pub over_deliver: usize,
     /// The `>` prompt comes after this delay.
     pub prompt_delay: Option<Duration>,
+    /// A hung modem (`silent_from`) still restarts on `AT+RST`, saying `OK`
+    /// first: its command task runs while what the rest waits on is stuck.
+    /// Otherwise it ignores `AT+RST` as everything else.
+    pub hang_obeys_rst: bool,
 }
 
 /// The simulated modem's settings.
@@ -58,6 +75,14 @@ pub struct SimConfig {
     pub max_chunk: usize,
     pub seed: u64,
     pub faults: Faults,
+    /// The baud rate the modem's UART runs at: `AT+UART_CUR` with another
+    /// one makes it deaf and mute to the host.
+    pub baud: u32,
+    /// The shortest EN pulse that restarts the modem (a shorter one is
+    /// ignored).
+    pub min_reset_pulse: Duration,
+    /// From a restart to `ready`: commands meanwhile are lost.
+    pub boot_time: Duration,
 }
 
 impl SimConfig {
@@ -71,6 +96,9 @@ impl SimConfig {
             max_chunk: 7,
             seed,
             faults: Faults::default(),
+            baud: 115_200,
+            min_reset_pulse: Duration::from_millis(80),
+            boot_time: Duration::from_millis(150),
         }
     }
 }
@@ -88,6 +116,15 @@ pub struct Stats {
     pub announced_during_send: usize,
     /// Bytes read from the TCP connection.
     pub from_tcp: usize,
+    /// The modem's flow-control setting now (`AT+UART_CUR`; the default
+    /// again after a restart).
+    pub flow_control: u8,
+    /// The EN pulses: how long EN was low each time, by tokio's clock.
+    pub pulses: Vec<Duration>,
+    /// Restarts (EN pulses long enough, `AT+RST` taken).
+    pub restarts: usize,
+    /// Commands received while EN was low or the modem was booting (lost).
+    pub lost: Vec<String>,
 }
 
 struct Link {
@@ -102,6 +139,13 @@ struct State {
     passive: bool,
     joined: bool,
     silent: bool,
+    /// The hang happened and a restart ended it.
+    hang_spent: bool,
+    /// EN is high.
+    powered: bool,
+    booting: bool,
+    /// Restarts so far: a boot that another restart overtook never ends.
+    boot: u64,
     sending: bool,
     link: Link,
     /// Data from TCP not yet handed to the host.
@@ -115,7 +159,20 @@ struct State {
 pub struct AtSim {
     state: Arc<Mutex<State>>,
     out: mpsc::UnboundedSender<Vec<u8>>,
+    enable: mpsc::UnboundedSender<(bool, Instant)>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// The modem's EN input, for the host to drive: [`EnableLine::set`] is
+/// synchronous (a GPIO write), timed when called.
+#[derive(Debug, Clone)]
+pub struct EnableLine(mpsc::UnboundedSender<(bool, Instant)>);
+
+impl EnableLine {
+    /// Drives EN high (`true`) or low.
+    pub fn set(&self, high: bool) {
+        let _ = self.0.send((high, Instant::now()));
+    }
 }
 
 impl Drop for AtSim {
@@ -144,6 +201,10 @@ impl AtSim {
             passive: false,
             joined,
             silent: false,
+            hang_spent: false,
+            powered: true,
+            booting: false,
+            boot: 0,
             sending: false,
             link: Link {
                 generation: 0,
@@ -152,7 +213,10 @@ impl AtSim {
             },
             rx: VecDeque::new(),
             deferred: Vec::new(),
-            stats: Stats::default(),
+            stats: Stats {
+                flow_control: DEFAULT_FLOW_CONTROL,
+                ..Stats::default()
+            },
         }));
         // The UART's transmit side: each message in random pieces.
         let writer = tokio::spawn(async move {
@@ -175,14 +239,22 @@ impl AtSim {
             state.clone(),
             out.clone(),
         ));
+        let (enable, enable_rx) = mpsc::unbounded_channel();
+        let enable_task = tokio::spawn(run_enable(enable_rx, state.clone(), out.clone()));
         (
             AtSim {
                 state,
                 out,
-                tasks: vec![writer, commands],
+                enable,
+                tasks: vec![writer, commands, enable_task],
             },
             host_end,
         )
+    }
+
+    /// The modem's EN input (high at start).
+    pub fn enable_line(&self) -> EnableLine {
+        EnableLine(self.enable.clone())
     }
 
     /// Drops the TCP connection as a lost link would, and reports `CLOSED`.
@@ -227,6 +299,64 @@ fn close_link(state: &mut State) -> bool {
     state.link.write.take().is_some()
 }
 
+/// Restarts the modem: everything it had is gone; it prints its boot log
+/// now and `ready` after `boot_time`, ignoring commands until then.
+fn restart(st: &mut State, state: &Arc<Mutex<State>>, out: &mpsc::UnboundedSender<Vec<u8>>) {
+    close_link(st);
+    st.echo = true;
+    st.passive = false;
+    st.joined = false;
+    st.silent = false;
+    st.hang_spent = true;
+    st.sending = false;
+    st.stats.flow_control = DEFAULT_FLOW_CONTROL;
+    st.stats.restarts += 1;
+    st.booting = true;
+    st.boot += 1;
+    let boot = st.boot;
+    let boot_time = st.config.boot_time;
+    let _ = out.send(BOOT_LOG.to_vec());
+    let (state, out) = (state.clone(), out.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(boot_time).await;
+        let mut st = state.lock().await;
+        if st.boot == boot && st.powered {
+            st.booting = false;
+            let _ = out.send(b"\r\nready\r\n".to_vec());
+        }
+    });
+}
+
+/// Follows the EN input: low stops the modem (it hears nothing), high
+/// after a long enough pulse restarts it.
+async fn run_enable(
+    mut levels: mpsc::UnboundedReceiver<(bool, Instant)>,
+    state: Arc<Mutex<State>>,
+    out: mpsc::UnboundedSender<Vec<u8>>,
+) {
+    let mut low_since = None;
+    while let Some((high, at)) = levels.recv().await {
+        let mut st = state.lock().await;
+        match (high, low_since) {
+            (false, None) => {
+                low_since = Some(at);
+                st.powered = false;
+            }
+            (true, Some(since)) => {
+                low_since = None;
+                let pulse = at.duration_since(since);
+                st.stats.pulses.push(pulse);
+                st.powered = true;
+                if pulse >= st.config.min_reset_pulse {
+                    restart(&mut st, &state, &out);
+                }
+            }
+            // No change of level.
+            (false, Some(_)) | (true, None) => {}
+        }
+    }
+}
+
 /// Parses `"a","b",123` (AT quoting: `\` escapes the next character).
 fn parse_params(text: &str) -> Vec<String> {
     let mut params = Vec::new();
@@ -266,11 +396,19 @@ async fn run_commands(
         };
         let mut st = state.lock().await;
         st.stats.commands.push(text.clone());
+        if !st.powered || st.booting {
+            st.stats.lost.push(text);
+            continue;
+        }
         let faults = st.config.faults.clone();
-        if faults.silent_from.is_some_and(|p| text.starts_with(p)) {
+        if !st.hang_spent && faults.silent_from.is_some_and(|p| text.starts_with(p)) {
             st.silent = true;
         }
         if st.silent {
+            if faults.hang_obeys_rst && text == "AT+RST" {
+                send(b"\r\nOK\r\n");
+                restart(&mut st, &state, &out);
+            }
             continue;
         }
         if st.echo {
@@ -294,6 +432,25 @@ async fn run_commands(
             "ATE0" => {
                 st.echo = false;
                 send(b"\r\nOK\r\n");
+            }
+            "AT+RST" => {
+                send(b"\r\nOK\r\n");
+                restart(&mut st, &state, &out);
+            }
+            "AT+UART_CUR" => {
+                let params: Option<Vec<u32>> =
+                    parse_params(args).iter().map(|p| p.parse().ok()).collect();
+                // Only 8N1 here; flow control 0 none, 1 RTS, 2 CTS, 3 both.
+                match params.as_deref() {
+                    Some(&[baud, 8, 1, 0, flow @ 0..=3]) => {
+                        send(b"\r\nOK\r\n");
+                        st.stats.flow_control = flow as u8;
+                        if baud != st.config.baud {
+                            st.silent = true;
+                        }
+                    }
+                    _ => send(b"\r\nERROR\r\n"),
+                }
             }
             "AT+CIPMUX" => {
                 // ESP-AT refuses to change it with a connection open.
