@@ -17,10 +17,18 @@
 //!   `<prefix>/state` as `{"on":true}`.
 //! - Every `publish_interval`, a JSON reading goes to `<prefix>/telemetry` at
 //!   QoS 1: `{"count":7,"uptime_s":210,"temp_c":41.5,"on":false}`.
+//! - The connection is dropped as soon as the board's [`Link`] is lost
+//!   (Wi-Fi gone), not when keep-alive notices 60 to 90 s later, and made
+//!   again once the network is back.
+//! - Every phase (a connect attempt, a wait for the broker or the next
+//!   reading) feeds the board's hardware watchdog only within its time
+//!   budget ([`crate::watchdog`]): a hang resets the chip.
 
 use core::fmt::Write as _;
+use core::future::Future;
+use core::pin::pin;
 
-use embassy_futures::select::{Either, select};
+use embassy_futures::select::{Either3, select3};
 use embassy_time::{Duration, Instant, Timer};
 use heapless::{String, Vec};
 use log::{error, info, warn};
@@ -38,6 +46,7 @@ use mqtts::trust::Pin;
 use rand_core::{CryptoRng, RngCore};
 
 use crate::config;
+use crate::watchdog::{self, CONNECT_BUDGET, SESSION_MARGIN};
 
 /// The broker: flespi's EU region (the connector dials it).
 pub const BROKER_HOST: &str = mqtts::flespi::HOST;
@@ -52,6 +61,40 @@ pub trait Board {
     fn output(&self) -> bool;
     /// The chip (or a sensor's) temperature in °C, if the board has one.
     fn temperature_c(&mut self) -> Option<f32>;
+    /// Restarts the hardware watchdog's countdown (see [`crate::watchdog`]
+    /// for when the application calls it).
+    fn feed_watchdog(&mut self);
+    /// The heap's use, if the board has a heap that counts it.
+    fn heap_use(&self) -> Option<HeapUse>;
+}
+
+/// What the heap holds, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapUse {
+    /// The most it held at once since boot.
+    pub peak: usize,
+    /// What it holds now.
+    pub current: usize,
+    /// Its size.
+    pub size: usize,
+}
+
+/// The network under the connection, watched while connected.
+pub trait Link {
+    /// Completes once the link is lost: no connection can work until it is
+    /// back (the connector waits for that before dialling again).
+    fn lost(&self) -> impl Future<Output = ()>;
+}
+
+/// A link with no state to watch: an AT modem reports a lost network as a
+/// closed connection (`CLOSED`, `WIFI DISCONNECT`), which the client sees.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unwatched;
+
+impl Link for Unwatched {
+    async fn lost(&self) {
+        core::future::pending::<()>().await
+    }
 }
 
 /// Who the device is and where it publishes.
@@ -128,8 +171,12 @@ impl Default for Memory {
 /// each connect; a certificate of flespi that expired before the firmware
 /// was built ([`config::BUILD_TIME`]) is still refused, one that expired
 /// later is not detected. Pins ignore dates.
-pub async fn run<C, R, B>(
+///
+/// `link` tells when the network is lost ([`Unwatched`] where the
+/// connection itself says so).
+pub async fn run<C, L, R, B>(
     connector: C,
+    link: L,
     clock: Option<&dyn WallClock>,
     memory: &'static mut Memory,
     rng: &mut R,
@@ -138,6 +185,7 @@ pub async fn run<C, R, B>(
 ) -> !
 where
     C: Connector,
+    L: Link,
     R: RngCore + CryptoRng,
     B: Board,
 {
@@ -158,7 +206,7 @@ where
             "topic prefix of {} bytes is too long; nothing to do",
             settings.topic_prefix.len()
         );
-        park().await
+        park(board).await
     };
 
     let flespi = Flespi::new(settings.client_id, Credentials::Token(settings.token));
@@ -200,7 +248,7 @@ where
             .with_subscriptions(&subscriptions),
         Err(e) => {
             error!("MQTT settings rejected: {e}; nothing to do");
-            park().await
+            park(board).await
         }
     };
 
@@ -219,6 +267,10 @@ where
         telemetry_topic
     );
     let mut count: u32 = 0;
+    let mut heap_reported = false;
+    // A wait for the broker or the next reading may take the interval, and
+    // the keep-alive exchange inside it.
+    let session_budget = settings.publish_interval + SESSION_MARGIN;
 
     loop {
         let buffers = Buffers {
@@ -228,16 +280,15 @@ where
             tx: &mut tx[..],
         };
         let started = EmbassyTimer.now();
-        let (mut client, connected) = match supervisor
-            .connect(rng, &tls, &mut session, buffers, &options)
-            .await
-        {
-            Ok(connection) => connection,
-            Err(failure) => {
-                log_failure(&failure);
-                continue; // the next connect() waits out the backoff
-            }
-        };
+        let attempt = pin!(supervisor.connect(rng, &tls, &mut session, buffers, &options));
+        let (mut client, connected) =
+            match watchdog::guarded(&mut || board.feed_watchdog(), CONNECT_BUDGET, attempt).await {
+                Ok(connection) => connection,
+                Err(failure) => {
+                    log_failure(&failure);
+                    continue; // the next connect() waits out the backoff
+                }
+            };
         info!(
             "connected to {} in {} ms: session present {}, {} message(s) resent, subscriptions {:?}",
             flespi.host(),
@@ -246,27 +297,35 @@ where
             connected.resent,
             connected.granted
         );
+        if !heap_reported {
+            heap_reported = true;
+            // The handshake (RSA chain in CA mode) is the heap's peak.
+            match board.heap_use() {
+                Some(heap) => info!(
+                    "heap: peak {} of {} bytes since boot, {} in use",
+                    heap.peak, heap.size, heap.current
+                ),
+                None => info!("heap: not counted on this board"),
+            }
+        }
 
         // Tell the dashboard where the output stands.
-        if !publish(
-            &mut client,
-            &state_topic,
-            state_json(board.output()).as_bytes(),
-            true,
-        )
-        .await
-        {
+        let state = state_json(board.output());
+        if !publish(&mut client, board, &state_topic, state.as_bytes(), true).await {
             continue;
         }
 
         let mut next_reading = Instant::now();
         loop {
             // Cancelling poll() while it waits for data is safe; if the
-            // reading timer wins while poll() is writing (an acknowledgement,
-            // a PINGREQ), the client notices and reports Disconnected, and
-            // we reconnect.
-            let command = match select(client.poll(), Timer::at(next_reading)).await {
-                Either::First(Ok(Event::Message(message))) => {
+            // reading timer or a lost link wins while poll() is writing (an
+            // acknowledgement, a PINGREQ), the client notices and reports
+            // Disconnected, and we reconnect.
+            let command = match {
+                let wake = pin!(select3(client.poll(), Timer::at(next_reading), link.lost()));
+                watchdog::guarded(&mut || board.feed_watchdog(), session_budget, wake).await
+            } {
+                Either3::First(Ok(Event::Message(message))) => {
                     if message.topic == cmd_topic.as_str() {
                         Some(parse_command(message.payload))
                     } else {
@@ -274,26 +333,40 @@ where
                         None
                     }
                 }
-                Either::First(Ok(Event::MessageTooLarge { size, capacity, .. })) => {
+                Either3::First(Ok(Event::MessageTooLarge { size, capacity, .. })) => {
                     warn!("skipped a message of {size} bytes (buffer {capacity})");
                     None
                 }
-                Either::First(Ok(_)) => None,
-                Either::First(Err(e)) => {
+                Either3::First(Ok(_)) => None,
+                Either3::First(Err(e)) => {
                     warn!("connection lost: {e}");
                     break;
                 }
-                Either::Second(()) => {
+                Either3::Second(()) => {
                     next_reading += settings.publish_interval;
                     if next_reading < Instant::now() {
                         next_reading = Instant::now() + settings.publish_interval;
                     }
                     count = count.wrapping_add(1);
                     let reading = reading_json(count, board.temperature_c(), board.output());
-                    if !publish(&mut client, &telemetry_topic, reading.as_bytes(), false).await {
+                    if !publish(
+                        &mut client,
+                        board,
+                        &telemetry_topic,
+                        reading.as_bytes(),
+                        false,
+                    )
+                    .await
+                    {
                         break;
                     }
                     None
+                }
+                Either3::Third(()) => {
+                    // Keep-alive would notice only after 60 to 90 s; the
+                    // connector waits for the network before dialling again.
+                    warn!("network lost: closing the connection until it is back");
+                    break;
                 }
             };
             if let Some(command) = command {
@@ -303,7 +376,8 @@ where
                 };
                 board.set_output(on);
                 info!("output {}", if on { "on" } else { "off" });
-                if !publish(&mut client, &state_topic, state_json(on).as_bytes(), true).await {
+                let state = state_json(on);
+                if !publish(&mut client, board, &state_topic, state.as_bytes(), true).await {
                     break;
                 }
             }
@@ -336,9 +410,22 @@ fn log_failure(failure: &Failure) {
     }
 }
 
+/// Publishes at QoS 1 ([`publish_once`]), feeding the board's watchdog for
+/// at most [`SESSION_MARGIN`].
+async fn publish<T: Transport, const N: usize>(
+    client: &mut Client<'_, '_, T, EmbassyTimer, N>,
+    board: &mut impl Board,
+    topic: &str,
+    payload: &[u8],
+    retain: bool,
+) -> bool {
+    let sent = pin!(publish_once(client, topic, payload, retain));
+    watchdog::guarded(&mut || board.feed_watchdog(), SESSION_MARGIN, sent).await
+}
+
 /// Publishes at QoS 1 and waits for PUBACK. Returns whether the connection
 /// is still usable; every error is logged.
-async fn publish<T: Transport, const N: usize>(
+async fn publish_once<T: Transport, const N: usize>(
     client: &mut Client<'_, '_, T, EmbassyTimer, N>,
     topic: &str,
     payload: &[u8],
@@ -408,10 +495,12 @@ fn reading_json(count: u32, temperature_c: Option<f32>, on: bool) -> String<96> 
     json
 }
 
-/// Waits forever (a configuration error that only a new build fixes).
-async fn park() -> ! {
+/// Waits forever (a configuration error that only a new build fixes),
+/// feeding the watchdog: a reset would not fix it either.
+async fn park(board: &mut impl Board) -> ! {
     loop {
-        Timer::after(Duration::from_secs(3600)).await;
+        board.feed_watchdog();
+        Timer::after(watchdog::FEED_EVERY).await;
     }
 }
 
@@ -441,7 +530,8 @@ mod tests {
     fn state_and_reading_json() {
         assert_eq!(state_json(true).as_str(), "{\"on\":true}");
         assert_eq!(state_json(false).as_str(), "{\"on\":false}");
-        // Uptime comes from embassy-time's std clock: seconds since start.
+        // Uptime comes from embassy-time's clock (the tests' mock clock).
+        let _clock = crate::test_clock();
         let before = Instant::now().as_secs();
         let with = reading_json(7, Some(41.46), false);
         let after = Instant::now().as_secs();

@@ -10,6 +10,7 @@
 //! mqtts_board_app::net::run(stack, TCP.take(), memory, &mut rng, &mut board, settings).await
 //! ```
 
+use embassy_futures::select::select;
 use embassy_net::dns::{DnsQueryType, DnsSocket};
 use embassy_net::tcp::client::{TcpClient, TcpClientState};
 use embassy_net::udp::{PacketMetadata, UdpSocket};
@@ -22,11 +23,13 @@ use mqtts::reconnect::{Connector, NalConnector};
 use rand_core::{CryptoRng, RngCore};
 
 use crate::sntp::{self, SntpClock};
-use crate::{BROKER_HOST, BROKER_PORT, Board, Memory, Settings, config};
+use crate::{BROKER_HOST, BROKER_PORT, Board, Link, Memory, Settings, config};
 
 /// Runs the application ([`crate::run`]) over `stack`: TCP to the broker
-/// with `tcp`'s buffers, and certificate dates from SNTP
-/// ([`config::SNTP_SERVER`]), asked before the first connect and daily.
+/// with `tcp`'s buffers, certificate dates from SNTP
+/// ([`config::SNTP_SERVER`]), asked before the first connect and daily,
+/// and the connection dropped as soon as the stack loses its link or
+/// address.
 pub async fn run<R, B>(
     stack: Stack<'_>,
     tcp: &TcpState,
@@ -46,7 +49,15 @@ where
         config::SNTP_SERVER,
         rng.next_u64(),
     );
-    crate::run(connector, Some(&clock), memory, rng, board, settings).await
+    crate::run(connector, stack, Some(&clock), memory, rng, board, settings).await
+}
+
+/// The stack's link (Wi-Fi association) and address (DHCP lease): losing
+/// either loses the connection.
+impl Link for Stack<'_> {
+    async fn lost(&self) {
+        select(self.wait_link_down(), self.wait_config_down()).await;
+    }
 }
 
 /// Socket receive buffer: a few TCP segments of a 16 KB TLS record.

@@ -3,7 +3,9 @@
 //!
 //! Build settings come from the environment (see `../app/src/config.rs`
 //! and the README). This file is the chip glue: clocks, heap, scheduler,
-//! Wi-Fi, the network stack, the TRNG and the LED pin. It differs from the
+//! the RTC watchdog, Wi-Fi, the network stack, the TRNG and the LED pin. A
+//! panic prints its backtrace and resets the chip (esp-backtrace's
+//! `custom-halt`, see `mqtts_board_app::esp`). It differs from the
 //! ESP32-C3 project's only where the chip does: the heap regions, the LED
 //! pin, and no temperature reading (esp-hal has no driver for the ESP32's
 //! internal sensor, which Espressif documents as unsuitable anyway).
@@ -22,8 +24,9 @@ use esp_radio::wifi::{ControllerConfig, Interface, WifiController};
 use static_cell::ConstStaticCell;
 
 use mqtts_board_app::config::{self, Names};
+use mqtts_board_app::esp::{self, Watchdog};
 use mqtts_board_app::net::TcpState;
-use mqtts_board_app::{Board, Memory, wifi};
+use mqtts_board_app::{Board, HeapUse, Memory, wifi};
 
 esp_bootloader_esp_idf::esp_app_desc!();
 
@@ -47,6 +50,10 @@ static STACK_RESOURCES: ConstStaticCell<StackResources<SOCKETS>> =
 async fn main(spawner: Spawner) -> ! {
     esp_println::logger::init_logger_from_env();
     let peripherals = esp_hal::init(esp_hal::Config::default().with_cpu_clock(CpuClock::max()));
+    esp::log_reset_reason();
+    // esp_hal::init turned every watchdog off; from here on the
+    // application's progress feeds this one.
+    let watchdog = Watchdog::start(peripherals.RTC_TIMER);
 
     // Wi-Fi needs ~70 KB of heap; RSA (flespi's GlobalSign chain) a few KB
     // while a handshake verifies signatures. On the ESP32 the RAM the ROM
@@ -59,15 +66,20 @@ async fn main(spawner: Spawner) -> ! {
 
     let interface = Interface::station();
     let mac = interface.mac_address();
-    let controller = WifiController::new(
+    let controller = match WifiController::new(
         peripherals.WIFI,
         ControllerConfig::default().with_initial_config(wifi::station_config()),
-    )
-    .expect("Wi-Fi driver failed to start");
+    ) {
+        Ok(controller) => controller,
+        Err(e) => esp::restart_after("starting the Wi-Fi driver", e),
+    };
 
     // Cryptographically secure from here on: the radio is an entropy source
     // as long as the controller lives (forever, in `wifi_task`).
-    let mut rng = Trng::try_new().expect("TRNG needs Wi-Fi running");
+    let mut rng = match Trng::try_new() {
+        Ok(rng) => rng,
+        Err(e) => esp::restart_after("the TRNG (it needs Wi-Fi running)", e),
+    };
     let seed = u64::from(rng.random()) << 32 | u64::from(rng.random());
 
     let (stack, runner) = embassy_net::new(
@@ -88,7 +100,11 @@ async fn main(spawner: Spawner) -> ! {
         },
         OutputConfig::default(),
     );
-    let mut board = Esp32Board { led, on: false };
+    let mut board = Esp32Board {
+        led,
+        on: false,
+        watchdog,
+    };
 
     let mut names = Names::new();
     let settings = config::settings(&mut names, CHIP, mac);
@@ -100,6 +116,7 @@ async fn main(spawner: Spawner) -> ! {
 struct Esp32Board {
     led: Output<'static>,
     on: bool,
+    watchdog: Watchdog,
 }
 
 impl Board for Esp32Board {
@@ -118,5 +135,13 @@ impl Board for Esp32Board {
 
     fn temperature_c(&mut self) -> Option<f32> {
         None
+    }
+
+    fn feed_watchdog(&mut self) {
+        self.watchdog.feed();
+    }
+
+    fn heap_use(&self) -> Option<HeapUse> {
+        Some(esp::heap_use())
     }
 }

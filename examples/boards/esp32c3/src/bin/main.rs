@@ -3,8 +3,9 @@
 //!
 //! Build settings come from the environment (see `../app/src/config.rs`
 //! and the README). This file is the chip glue: clocks, heap, scheduler,
-//! Wi-Fi, the network stack, the TRNG, the LED pin and the temperature
-//! sensor.
+//! the RTC watchdog, Wi-Fi, the network stack, the TRNG, the LED pin and
+//! the temperature sensor. A panic prints its backtrace and resets the chip
+//! (esp-backtrace's `custom-halt`, see `mqtts_board_app::esp`).
 #![no_std]
 #![no_main]
 
@@ -22,8 +23,9 @@ use log::warn;
 use static_cell::ConstStaticCell;
 
 use mqtts_board_app::config::{self, Names};
+use mqtts_board_app::esp::{self, Watchdog};
 use mqtts_board_app::net::TcpState;
-use mqtts_board_app::{Board, Memory, wifi};
+use mqtts_board_app::{Board, HeapUse, Memory, wifi};
 
 esp_bootloader_esp_idf::esp_app_desc!();
 
@@ -47,6 +49,10 @@ static STACK_RESOURCES: ConstStaticCell<StackResources<SOCKETS>> =
 async fn main(spawner: Spawner) -> ! {
     esp_println::logger::init_logger_from_env();
     let peripherals = esp_hal::init(esp_hal::Config::default().with_cpu_clock(CpuClock::max()));
+    esp::log_reset_reason();
+    // esp_hal::init turned every watchdog off; from here on the
+    // application's progress feeds this one.
+    let watchdog = Watchdog::start(peripherals.RTC_TIMER);
 
     // Wi-Fi needs ~70 KB of heap; RSA (flespi's GlobalSign chain) a few KB
     // while a handshake verifies signatures.
@@ -56,17 +62,33 @@ async fn main(spawner: Spawner) -> ! {
     let timg0 = TimerGroup::new(peripherals.TIMG0);
     esp_rtos::start(timg0.timer0, peripherals.FROM_CPU_INTR0);
 
+    // Before Wi-Fi and the TRNG: the sensor's driver takes the first guard
+    // on the SAR ADC and pulses its reset, which would clear any entropy
+    // set-up made on the ADC before it (esp-hal 1.2 `tsens.rs`).
+    let sensor = match TemperatureSensor::new(peripherals.TSENS, tsens::Config::default()) {
+        Ok(sensor) => Some(sensor),
+        Err(e) => {
+            warn!("temperature sensor unavailable: {e:?}");
+            None
+        }
+    };
+
     let interface = Interface::station();
     let mac = interface.mac_address();
-    let controller = WifiController::new(
+    let controller = match WifiController::new(
         peripherals.WIFI,
         ControllerConfig::default().with_initial_config(wifi::station_config()),
-    )
-    .expect("Wi-Fi driver failed to start");
+    ) {
+        Ok(controller) => controller,
+        Err(e) => esp::restart_after("starting the Wi-Fi driver", e),
+    };
 
     // Cryptographically secure from here on: the radio is an entropy source
     // as long as the controller lives (forever, in `wifi_task`).
-    let mut rng = Trng::try_new().expect("TRNG needs Wi-Fi running");
+    let mut rng = match Trng::try_new() {
+        Ok(rng) => rng,
+        Err(e) => esp::restart_after("the TRNG (it needs Wi-Fi running)", e),
+    };
     let seed = u64::from(rng.random()) << 32 | u64::from(rng.random());
 
     let (stack, runner) = embassy_net::new(
@@ -87,17 +109,11 @@ async fn main(spawner: Spawner) -> ! {
         },
         OutputConfig::default(),
     );
-    let sensor = match TemperatureSensor::new(peripherals.TSENS, tsens::Config::default()) {
-        Ok(sensor) => Some(sensor),
-        Err(e) => {
-            warn!("temperature sensor unavailable: {e:?}");
-            None
-        }
-    };
     let mut board = C3Board {
         led,
         on: false,
         sensor,
+        watchdog,
     };
 
     let mut names = Names::new();
@@ -111,6 +127,7 @@ struct C3Board {
     led: Output<'static>,
     on: bool,
     sensor: Option<TemperatureSensor<'static>>,
+    watchdog: Watchdog,
 }
 
 impl Board for C3Board {
@@ -131,5 +148,13 @@ impl Board for C3Board {
         self.sensor
             .as_ref()
             .map(|sensor| sensor.get_temperature().to_celsius())
+    }
+
+    fn feed_watchdog(&mut self) {
+        self.watchdog.feed();
+    }
+
+    fn heap_use(&self) -> Option<HeapUse> {
+        Some(esp::heap_use())
     }
 }
