@@ -17,6 +17,9 @@
 //!   `<prefix>/state` as `{"on":true}`.
 //! - Every `publish_interval`, a JSON reading goes to `<prefix>/telemetry` at
 //!   QoS 1: `{"count":7,"uptime_s":210,"temp_c":41.5,"on":false}`.
+//! - A round trip to check the path end to end: a message on
+//!   `<prefix>/echo/<q>` (`q` 0, 1 or 2) is published back, same payload, on
+//!   `<prefix>/echoed/<q>` at QoS `q`.
 //! - The connection is dropped as soon as the board's [`Link`] is lost
 //!   (Wi-Fi gone), not when keep-alive notices 60 to 90 s later, and made
 //!   again once the network is back.
@@ -97,6 +100,18 @@ impl Link for Unwatched {
     }
 }
 
+/// How the broker's certificate is checked.
+#[derive(Debug, Clone, Copy)]
+pub enum BrokerTrust<'a> {
+    /// CA mode: the chain must lead to one of these roots (DER), dates
+    /// checked against the board's clock ([`mqtts::flespi::ROOTS`]:
+    /// flespi's GlobalSign roots).
+    Roots(&'a [&'a [u8]]),
+    /// The certificate (or its key) must match one of these pins; no CA
+    /// check, no clock. At most 2 are kept by [`crate::config`]'s settings.
+    Pins(&'a [Pin]),
+}
+
 /// Who the device is and where it publishes.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings<'a> {
@@ -108,6 +123,8 @@ pub struct Settings<'a> {
     pub topic_prefix: &'a str,
     /// Time between two readings.
     pub publish_interval: Duration,
+    /// How the broker's certificate is checked.
+    pub trust: BrokerTrust<'a>,
 }
 
 /// QoS 1/2 messages in flight at once.
@@ -197,10 +214,11 @@ where
         outbox,
     } = memory;
 
-    let (Some(cmd_topic), Some(state_topic), Some(telemetry_topic)) = (
+    let (Some(cmd_topic), Some(state_topic), Some(telemetry_topic), Some(echo_filter)) = (
         topic(settings.topic_prefix, "cmd"),
         topic(settings.topic_prefix, "state"),
         topic(settings.topic_prefix, "telemetry"),
+        topic(settings.topic_prefix, "echo/+"),
     ) else {
         error!(
             "topic prefix of {} bytes is too long; nothing to do",
@@ -210,28 +228,30 @@ where
     };
 
     let flespi = Flespi::new(settings.client_id, Credentials::Token(settings.token));
-    // Chosen at build time: CA mode (GlobalSign roots) survives flespi's
-    // yearly certificate renewal and checks dates against `clock`; pins
-    // replace the CA check and need no clock.
-    let pins: Vec<Pin, 2> = [config::CERTIFICATE_PIN, config::PUBLIC_KEY_PIN]
-        .into_iter()
-        .flatten()
-        .collect();
-    let flespi = if pins.is_empty() {
-        info!("trust: CA (flespi's GlobalSign roots)");
-        flespi
-    } else {
-        for pin in &pins {
-            info!("trust: pinned, {pin}");
+    // CA mode survives flespi's yearly certificate renewal and checks dates
+    // against `clock`; pins replace the CA check and need no clock.
+    let (flespi, pinned) = match settings.trust {
+        BrokerTrust::Roots(roots) => {
+            if roots == mqtts::flespi::ROOTS {
+                info!("trust: CA (flespi's GlobalSign roots)");
+            } else {
+                info!("trust: CA ({} root(s) of this build)", roots.len());
+            }
+            (flespi.with_roots(roots), false)
         }
-        flespi.pinned_only(&pins)
+        BrokerTrust::Pins(pins) => {
+            for pin in pins {
+                info!("trust: pinned, {pin}");
+            }
+            (flespi.pinned_only(pins), true)
+        }
     };
     // The current time is at least the build time (CA mode's floor).
     let tls = flespi.tls_options().with_minimum_time(config::BUILD_TIME);
     let tls = match clock {
         Some(clock) => tls.with_wall_clock(clock),
         None => {
-            if pins.is_empty() {
+            if !pinned {
                 warn!(
                     "trust: no clock on this board: a certificate that expired after the build ({}) is not detected",
                     UtcTime(config::BUILD_TIME)
@@ -240,7 +260,10 @@ where
             tls.allow_unknown_time()
         }
     };
-    let subscriptions = [(cmd_topic.as_str(), QoS::AtLeastOnce)];
+    let subscriptions = [
+        (cmd_topic.as_str(), QoS::AtLeastOnce),
+        (echo_filter.as_str(), QoS::ExactlyOnce),
+    ];
     let options = match flespi.connect_options() {
         Ok(options) => options
             .with_keep_alive(60)
@@ -321,13 +344,24 @@ where
             // reading timer or a lost link wins while poll() is writing (an
             // acknowledgement, a PINGREQ), the client notices and reports
             // Disconnected, and we reconnect.
-            let command = match {
+            let action = match {
                 let wake = pin!(select3(client.poll(), Timer::at(next_reading), link.lost()));
                 watchdog::guarded(&mut || board.feed_watchdog(), session_budget, wake).await
             } {
                 Either3::First(Ok(Event::Message(message))) => {
                     if message.topic == cmd_topic.as_str() {
-                        Some(parse_command(message.payload))
+                        Some(Action::Output(parse_command(message.payload)))
+                    } else if let Some(qos) = echo_qos(settings.topic_prefix, message.topic) {
+                        match Vec::from_slice(message.payload) {
+                            Ok(payload) => Some(Action::Echo { qos, payload }),
+                            Err(_) => {
+                                warn!(
+                                    "echo of {} bytes refused: at most {ECHO_LEN}",
+                                    message.payload.len()
+                                );
+                                None
+                            }
+                        }
                     } else {
                         info!("message on {} ignored", message.topic);
                         None
@@ -369,17 +403,38 @@ where
                     break;
                 }
             };
-            if let Some(command) = command {
-                let on = match command {
-                    Command::Set(on) => on,
-                    Command::Toggle => !board.output(),
-                };
-                board.set_output(on);
-                info!("output {}", if on { "on" } else { "off" });
-                let state = state_json(on);
-                if !publish(&mut client, board, &state_topic, state.as_bytes(), true).await {
-                    break;
+            let usable = match action {
+                Some(Action::Output(command)) => {
+                    let on = match command {
+                        Command::Set(on) => on,
+                        Command::Toggle => !board.output(),
+                    };
+                    board.set_output(on);
+                    info!("output {}", if on { "on" } else { "off" });
+                    let state = state_json(on);
+                    publish(&mut client, board, &state_topic, state.as_bytes(), true).await
                 }
+                Some(Action::Echo { qos, payload }) => {
+                    let leaf = match qos {
+                        QoS::AtMostOnce => "echoed/0",
+                        QoS::AtLeastOnce => "echoed/1",
+                        QoS::ExactlyOnce => "echoed/2",
+                    };
+                    match topic(settings.topic_prefix, leaf) {
+                        Some(echoed) => {
+                            info!("echo: {} bytes at {qos:?}", payload.len());
+                            publish_at(&mut client, board, &echoed, &payload, qos).await
+                        }
+                        None => {
+                            warn!("echo refused: the topic prefix is too long");
+                            true
+                        }
+                    }
+                }
+                None => true,
+            };
+            if !usable {
+                break;
             }
         }
         // Dropping the client closes the socket; the session keeps what was
@@ -419,22 +474,39 @@ async fn publish<T: Transport, const N: usize>(
     payload: &[u8],
     retain: bool,
 ) -> bool {
-    let sent = pin!(publish_once(client, topic, payload, retain));
+    let sent = pin!(publish_once(
+        client,
+        topic,
+        payload,
+        QoS::AtLeastOnce,
+        retain
+    ));
     watchdog::guarded(&mut || board.feed_watchdog(), SESSION_MARGIN, sent).await
 }
 
-/// Publishes at QoS 1 and waits for PUBACK. Returns whether the connection
-/// is still usable; every error is logged.
+/// [`publish`] at `qos`, not retained.
+async fn publish_at<T: Transport, const N: usize>(
+    client: &mut Client<'_, '_, T, EmbassyTimer, N>,
+    board: &mut impl Board,
+    topic: &str,
+    payload: &[u8],
+    qos: QoS,
+) -> bool {
+    let sent = pin!(publish_once(client, topic, payload, qos, false));
+    watchdog::guarded(&mut || board.feed_watchdog(), SESSION_MARGIN, sent).await
+}
+
+/// Publishes at `qos`; at QoS 1 and 2 the acknowledgements come through
+/// `poll()`. Returns whether the connection is still usable; every error
+/// is logged.
 async fn publish_once<T: Transport, const N: usize>(
     client: &mut Client<'_, '_, T, EmbassyTimer, N>,
     topic: &str,
     payload: &[u8],
+    qos: QoS,
     retain: bool,
 ) -> bool {
-    match client
-        .publish(topic, payload, QoS::AtLeastOnce, retain)
-        .await
-    {
+    match client.publish(topic, payload, qos, retain).await {
         Ok(()) => true,
         // Stored and sent; PUBACK will come through poll().
         Err(Error::AckPending(_)) => true,
@@ -444,6 +516,31 @@ async fn publish_once<T: Transport, const N: usize>(
             // QoS 1 message already stored stays in the session either way.
             !client.is_broken()
         }
+    }
+}
+
+/// The largest echo payload (copied out of the receive buffer before it is
+/// published back).
+const ECHO_LEN: usize = 256;
+
+/// What a received message asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Action {
+    Output(Command),
+    Echo {
+        qos: QoS,
+        payload: Vec<u8, ECHO_LEN>,
+    },
+}
+
+/// The QoS an echo request on `topic` asks for: `<prefix>/echo/<0|1|2>`.
+fn echo_qos(prefix: &str, topic: &str) -> Option<QoS> {
+    let leaf = topic.strip_prefix(prefix)?.strip_prefix("/echo/")?;
+    match leaf {
+        "0" => Some(QoS::AtMostOnce),
+        "1" => Some(QoS::AtLeastOnce),
+        "2" => Some(QoS::ExactlyOnce),
+        _ => None,
     }
 }
 
@@ -560,6 +657,25 @@ mod tests {
             longest.ends_with("\"temp_c\":-999.9,\"on\":false}"),
             "{longest}"
         );
+    }
+
+    #[test]
+    fn echo_requests() {
+        let prefix = "devices/esp32c3-a0b1";
+        let cases = [
+            ("devices/esp32c3-a0b1/echo/0", Some(QoS::AtMostOnce)),
+            ("devices/esp32c3-a0b1/echo/1", Some(QoS::AtLeastOnce)),
+            ("devices/esp32c3-a0b1/echo/2", Some(QoS::ExactlyOnce)),
+            ("devices/esp32c3-a0b1/echo/3", None),
+            ("devices/esp32c3-a0b1/echo/", None),
+            ("devices/esp32c3-a0b1/echo/1/x", None),
+            ("devices/esp32c3-a0b1/echoed/1", None),
+            ("devices/esp32c3-a0b1x/echo/1", None),
+            ("devices/other/echo/1", None),
+        ];
+        for (topic, expected) in cases {
+            assert_eq!(echo_qos(prefix, topic), expected, "{topic}");
+        }
     }
 
     #[test]

@@ -29,11 +29,11 @@
 use core::fmt::Write as _;
 
 use embassy_time::Duration;
-use heapless::String;
+use heapless::{String, Vec};
 use mqtts::fingerprint::{Fingerprint, FingerprintError};
 use mqtts::trust::Pin;
 
-use crate::app::Settings;
+use crate::app::{BrokerTrust, Settings};
 
 /// The Wi-Fi network's name.
 pub const WIFI_SSID: &str = env!(
@@ -199,11 +199,12 @@ const CLIENT_ID_LEN: usize = 64;
 const TOPIC_PREFIX_LEN: usize = 8 + CLIENT_ID_LEN;
 
 /// Room for the client id and topic prefix the firmware derives when
-/// `MQTT_CLIENT_ID` / `MQTT_TOPIC_PREFIX` are unset.
+/// `MQTT_CLIENT_ID` / `MQTT_TOPIC_PREFIX` are unset, and for the pins.
 #[derive(Debug, Default)]
 pub struct Names {
     client_id: String<CLIENT_ID_LEN>,
     topic_prefix: String<TOPIC_PREFIX_LEN>,
+    pins: Vec<Pin, 2>,
 }
 
 impl Names {
@@ -212,12 +213,15 @@ impl Names {
         Self {
             client_id: String::new(),
             topic_prefix: String::new(),
+            pins: Vec::new(),
         }
     }
 }
 
 /// The application's settings: the configured client id and prefix, or
-/// `<chip>-<MAC in hex>` and `devices/<client id>`.
+/// `<chip>-<MAC in hex>` and `devices/<client id>`; trust from
+/// `FLESPI_PIN_SHA256` / `FLESPI_PIN_SPKI_SHA256`, or flespi's GlobalSign
+/// roots when neither is set.
 ///
 /// `chip` names the board family (`esp32c3`, `esp32`): at most 32 bytes,
 /// so that the derived id fits (a longer one is cut at 32 bytes).
@@ -225,6 +229,7 @@ pub fn settings<'a>(names: &'a mut Names, chip: &str, mac: [u8; 6]) -> Settings<
     let Names {
         client_id,
         topic_prefix,
+        pins,
     } = names;
     let client_id: &str = match MQTT_CLIENT_ID {
         Some(id) => id,
@@ -248,11 +253,22 @@ pub fn settings<'a>(names: &'a mut Names, chip: &str, mac: [u8; 6]) -> Settings<
             topic_prefix.as_str()
         }
     };
+    pins.clear();
+    // Both fit: two pins in room for two.
+    for pin in [CERTIFICATE_PIN, PUBLIC_KEY_PIN].into_iter().flatten() {
+        let _ = pins.push(pin);
+    }
+    let trust = if pins.is_empty() {
+        BrokerTrust::Roots(mqtts::flespi::ROOTS)
+    } else {
+        BrokerTrust::Pins(pins)
+    };
     Settings {
         client_id,
         token: FLESPI_TOKEN,
         topic_prefix,
         publish_interval: Duration::from_secs(u64::from(PUBLISH_INTERVAL_SECS)),
+        trust,
     }
 }
 
@@ -336,6 +352,11 @@ mod tests {
         assert_eq!(MQTT_CLIENT_ID, None);
         assert_eq!(settings.client_id, "esp32c3-a0b1c2d3e40f");
         assert_eq!(settings.topic_prefix, "devices/esp32c3-a0b1c2d3e40f");
+        // Built without pins: CA mode with flespi's GlobalSign roots.
+        assert!(matches!(
+            settings.trust,
+            BrokerTrust::Roots(roots) if roots == mqtts::flespi::ROOTS
+        ));
         let long_chip = "c".repeat(40);
         let settings = super::settings(&mut names, &long_chip, [0; 6]);
         assert_eq!(settings.client_id.len(), 32 + 1 + 12);

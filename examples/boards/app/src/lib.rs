@@ -38,4 +38,6 @@ pub mod watchdog;
 #[cfg(feature = "esp-radio")]
 pub mod wifi;
 
-pub use app::{BROKER_HOST, BROKER_PORT, Board, HeapUse, Link, Memory, Settings, Unwatched, run};
+pub use app::{
+    BROKER_HOST, BROKER_PORT, Board, BrokerTrust, HeapUse, Link, Memory, Settings, Unwatched, run,
+};
