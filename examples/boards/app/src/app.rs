@@ -123,6 +123,9 @@ pub struct Settings<'a> {
     pub topic_prefix: &'a str,
     /// Time between two readings.
     pub publish_interval: Duration,
+    /// MQTT keep-alive in seconds (§3.1.2.10): a silent broker is noticed
+    /// after 1.5 times this. [`config::settings`] gives 60.
+    pub keep_alive_secs: u16,
     /// How the broker's certificate is checked.
     pub trust: BrokerTrust<'a>,
 }
@@ -266,7 +269,7 @@ where
     ];
     let options = match flespi.connect_options() {
         Ok(options) => options
-            .with_keep_alive(60)
+            .with_keep_alive(settings.keep_alive_secs)
             .with_persistent_session()
             .with_subscriptions(&subscriptions),
         Err(e) => {
@@ -293,7 +296,8 @@ where
     let mut heap_reported = false;
     // A wait for the broker or the next reading may take the interval, and
     // the keep-alive exchange inside it.
-    let session_budget = settings.publish_interval + SESSION_MARGIN;
+    let keep_alive_exchange = Duration::from_secs(2 * u64::from(settings.keep_alive_secs));
+    let session_budget = settings.publish_interval + SESSION_MARGIN.max(keep_alive_exchange);
 
     loop {
         let buffers = Buffers {

@@ -193,6 +193,10 @@ const fn parse_public_key_pin(text: &str) -> [u8; 32] {
     sha256_setting!(text, "FLESPI_PIN_SPKI_SHA256")
 }
 
+/// MQTT keep-alive: a PINGREQ after a minute of silence, a dead broker
+/// noticed after 90 s (or at once when the network is lost, see `app`).
+pub const KEEP_ALIVE_SECS: u16 = 60;
+
 /// The longest client id (flespi accepts more; 64 keeps the buffers small).
 const CLIENT_ID_LEN: usize = 64;
 /// The longest topic prefix: `devices/` and a client id.
@@ -268,6 +272,7 @@ pub fn settings<'a>(names: &'a mut Names, chip: &str, mac: [u8; 6]) -> Settings<
         token: FLESPI_TOKEN,
         topic_prefix,
         publish_interval: Duration::from_secs(u64::from(PUBLISH_INTERVAL_SECS)),
+        keep_alive_secs: KEEP_ALIVE_SECS,
         trust,
     }
 }
