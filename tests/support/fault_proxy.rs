@@ -325,7 +325,13 @@ impl FaultProxy {
     /// From now on, every connection stays open but nothing more is
     /// forwarded in either direction: a broker that went silent.
     pub fn go_silent(&self) {
-        self.shared.silent.store(true, Ordering::SeqCst);
+        self.set_silent(true);
+    }
+
+    /// Silent (see [`FaultProxy::go_silent`]) or forwarding again; what was
+    /// swallowed meanwhile stays lost, so only new connections are sound.
+    pub fn set_silent(&self, silent: bool) {
+        self.shared.silent.store(silent, Ordering::SeqCst);
     }
 
     /// The cuts so far.
