@@ -51,6 +51,8 @@ REQUIREMENTS=(
     "llvm-nm-22|cmd:llvm-nm-22|apt-get install llvm-22|size harness (attribution)"
     "llvm-dwarfdump-22|cmd:llvm-dwarfdump-22|apt-get install llvm-22|size harness (attribution)"
     "mosquitto|exec:/usr/sbin/mosquitto|apt-get install mosquitto|integration tests (started by the tests)"
+    "qemu-system-riscv32|exec:/usr/bin/qemu-system-riscv32|apt-get install qemu-system-misc|emulated boards (tests/emulated_boards.rs)"
+    "qemu-system-arm|exec:/usr/bin/qemu-system-arm|apt-get install qemu-system-arm|emulated boards (tests/emulated_boards.rs)"
     "openssl|cmd:openssl|apt-get install openssl|tests/cli.rs (fingerprints cross-checked)"
     "CA bundle|file:/etc/ssl/certs/ca-certificates.crt|apt-get install ca-certificates|cargo and pip over HTTPS"
     "C compiler|cmd:cc|apt-get install gcc libc6-dev|ring (rustls in tests)"
