@@ -29,6 +29,8 @@ pub(crate) fn test_clock() -> std::sync::MutexGuard<'static, ()> {
 
 pub mod app;
 pub mod config;
+#[cfg(feature = "emulated")]
+pub mod emulated;
 #[cfg(feature = "esp")]
 pub mod esp;
 #[cfg(feature = "embassy-net")]
