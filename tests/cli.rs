@@ -69,13 +69,26 @@ struct Running {
 }
 
 fn spawn(args: &[String]) -> Running {
+    spawn_with_input(args, None)
+}
+
+/// Like [`spawn`], with `input` on the tool's stdin (closed after it).
+fn spawn_with_input(args: &[String], input: Option<&[u8]>) -> Running {
     let mut child = Command::new(tool())
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run the mqtts tool");
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        use std::io::Write as _;
+        stdin.write_all(input).expect("write the tool's stdin");
+    }
     let stdout = reader(child.stdout.take().expect("stdout"));
     let stderr = child.stderr.take().expect("stderr");
     let (send, stderr_lines) = mpsc::channel();
@@ -787,40 +800,77 @@ fn a_closed_port_is_connection_refused() {
     );
 }
 
+/// A usage error: exit 2, clap's short form (the message, mostly the
+/// command's usage line, a pointer to --help) on stderr, nothing on stdout, and no
+/// connection attempted (the hosts here do not exist).
+fn assert_usage_error(args: &[&str], message: &str) {
+    let output = run(&strings(args));
+    assert_eq!(output.code(), Some(2), "{args:?}: {output:?}");
+    assert!(
+        output.stderr.contains(message),
+        "{args:?}: expected {message:?} in:\n{}",
+        output.stderr
+    );
+    assert!(
+        output.stderr.starts_with("error: ")
+            && output
+                .stderr
+                .contains("For more information, try '--help'."),
+        "{args:?}: clap's short error:\n{}",
+        output.stderr
+    );
+    // Short: not the option list of --help.
+    assert!(
+        output.stderr.lines().count() <= 8 && !output.stderr.contains("--keep-alive"),
+        "{args:?}: a short error, not the whole usage:\n{}",
+        output.stderr
+    );
+    assert!(output.stdout.is_empty(), "{args:?}: {}", output.stdout);
+}
+
 #[test]
-fn usage_errors_exit_2_with_the_usage() {
+fn usage_errors_are_short_and_exit_2() {
     for (args, message) in [
-        (vec![], "missing command"),
-        (vec!["frobnicate"], "unknown command"),
+        (vec!["frobnicate"], "unrecognized subcommand 'frobnicate'"),
         (
             vec!["pub", "--host", "h", "--insecure", "--bogus", "t", "m"],
-            "unknown option --bogus",
+            "unexpected argument '--bogus'",
         ),
         (
             vec!["pub", "--host", "h", "--insecure"],
-            "pub needs TOPIC and MESSAGE",
+            "the following required arguments were not provided",
         ),
-        (
-            vec!["pub", "--host", "h", "--insecure", "t"],
-            "pub needs TOPIC and MESSAGE",
-        ),
+        (vec!["pub", "--host", "h", "--insecure", "t"], "<MESSAGE>"),
         (vec!["pub", "--host", "h", "t", "m"], "choose how to trust"),
         (vec!["pub", "--insecure", "t", "m"], "missing --host"),
         (
             vec!["pub", "--host", "h", "--insecure", "a/+", "m"],
-            "cannot publish to \"a/+\"",
+            "invalid value 'a/+' for '<TOPIC>': cannot publish to it",
         ),
         (
             vec!["pub", "--host", "h", "--insecure", "--qos", "3", "t", "m"],
-            "--qos \"3\"",
+            "invalid value '3' for '--qos <QOS>': expected 0, 1 or 2",
         ),
         (
             vec!["pub", "--host", "h", "--sha1", "AA:BB", "t", "m"],
-            "--sha1 \"AA:BB\"",
+            "invalid value 'AA:BB' for '--sha1 <FP>'",
         ),
         (
             vec!["pub", "--host", "h", "--spki", "zz", "t", "m"],
-            "--spki \"zz\"",
+            "invalid value 'zz' for '--spki <FP>'",
+        ),
+        (
+            vec![
+                "pub",
+                "--host",
+                "h",
+                "--insecure",
+                "--spki",
+                &"AB".repeat(32),
+                "t",
+                "m",
+            ],
+            "'--insecure' cannot be used with '--spki <FP>'",
         ),
         (
             vec![
@@ -836,40 +886,109 @@ fn usage_errors_exit_2_with_the_usage() {
         ),
         (
             vec!["pub", "--host", "h", "--insecure", "--port", "x", "t", "m"],
-            "--port \"x\"",
+            "invalid value 'x' for '--port <PORT>': expected a port number",
         ),
         (
-            vec!["sub", "--host", "h", "--insecure"],
-            "at least one FILTER",
+            vec![
+                "pub",
+                "--host",
+                "h",
+                "--password",
+                "p",
+                "--insecure",
+                "t",
+                "m",
+            ],
+            "--username <U>",
         ),
+        (vec!["sub", "--host", "h", "--insecure"], "<FILTER>"),
         (
             vec!["sub", "--host", "h", "--insecure", "--count", "0", "t"],
-            "--count \"0\"",
+            "invalid value '0' for '--count <N>'",
         ),
         (
             vec!["sub", "--host", "h", "--insecure", "--timeout", "-1", "t"],
-            "--timeout \"-1\"",
+            "--timeout <SECS>",
+        ),
+        (
+            vec![
+                "sub",
+                "--host",
+                "h",
+                "--insecure",
+                "--json",
+                "--verbose",
+                "t",
+            ],
+            "'--json' cannot be used with '--verbose'",
         ),
         (vec!["sub", "--flespi", "t"], "--flespi needs --token"),
-        (vec!["fingerprint"], "fingerprint needs HOST[:PORT]"),
+        (vec!["fingerprint"], "<HOST[:PORT]>"),
         (vec!["fingerprint", "h:99999"], "expected a port number"),
     ] {
-        let output = run(&strings(&args));
-        assert_eq!(output.code(), Some(2), "{args:?}: {output:?}");
-        assert!(
-            output.stderr.contains(message) && output.stderr.contains("usage:"),
-            "{args:?}: expected {message:?} and the usage:\n{}",
-            output.stderr
+        assert_usage_error(&args, message);
+    }
+    // No command at all: the overview (on stderr), exit 2.
+    let output = run(&[]);
+    assert_eq!(output.code(), Some(2), "{output:?}");
+    assert!(
+        output.stderr.contains("Usage: mqtts <COMMAND>") && output.stdout.is_empty(),
+        "{output:?}"
+    );
+}
+
+#[test]
+fn version_and_help_for_each_command() {
+    for flag in ["--version", "-V"] {
+        let output = run(&strings(&[flag]));
+        output.assert_success(flag);
+        assert_eq!(
+            output.stdout,
+            format!("mqtts {}\n", env!("CARGO_PKG_VERSION")),
+            "{flag}"
         );
-        assert!(output.stdout.is_empty(), "{args:?}: {}", output.stdout);
     }
     let help = run(&strings(&["--help"]));
     help.assert_success("--help");
-    assert!(
-        help.stdout.contains("mqtts pub CONN TRUST"),
-        "{}",
-        help.stdout
-    );
+    for command in ["fingerprint", "pub", "sub"] {
+        assert!(help.stdout.contains(command), "{}", help.stdout);
+    }
+    for (command, options) in [
+        (
+            "fingerprint",
+            &["--format", "--port", "--flespi", "--region"][..],
+        ),
+        (
+            "pub",
+            &[
+                "--host <HOST[:PORT]>",
+                "--port",
+                "--file",
+                "--will-topic",
+                "--spki",
+                "--retain",
+            ][..],
+        ),
+        (
+            "sub",
+            &["--count", "--timeout", "--json", "--verbose", "--region"][..],
+        ),
+    ] {
+        let help = run(&strings(&[command, "--help"]));
+        help.assert_success(&format!("{command} --help"));
+        assert!(
+            help.stdout.contains(&format!("Usage: mqtts {command}")),
+            "{}",
+            help.stdout
+        );
+        for option in options {
+            assert!(
+                help.stdout.contains(option),
+                "{command} --help: no {option}:\n{}",
+                help.stdout
+            );
+        }
+    }
 }
 
 #[test]
@@ -900,4 +1019,577 @@ fn sub_stops_at_its_timeout() {
         "{:?}",
         output.elapsed
     );
+}
+
+// ---------------------------------------------------------------------------
+// One host syntax: HOST[:PORT] and --port for every command.
+
+#[test]
+fn host_port_and_port_work_for_every_command_and_flespi_takes_region_and_8883() {
+    let broker = Broker::start();
+    let port = broker.mosquitto.port.to_string();
+    let pin = broker.spki_pin();
+    let output = run(&strings(&[
+        "fingerprint",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--servername",
+        SERVER_NAME,
+    ]));
+    output.assert_success("fingerprint HOST --port PORT");
+    assert!(
+        output
+            .stdout
+            .contains(&format!("127.0.0.1:{port} presented 1 certificate")),
+        "{}",
+        output.stdout
+    );
+    for (command, rest) in [
+        ("pub", vec!["--host", &broker.target(), "cli/hostport", "m"]),
+        (
+            "sub",
+            vec![
+                "--host",
+                &broker.target(),
+                "--port",
+                &port,
+                "--timeout",
+                "0.5",
+                "cli/hostport",
+            ],
+        ),
+    ] {
+        let mut args = strings(&[command, "--servername", SERVER_NAME]);
+        args.extend(pin.iter().cloned());
+        args.extend(strings(&rest));
+        run(&args).assert_success(&format!("{command} --host HOST:PORT"));
+    }
+    for (args, message) in [
+        (
+            vec![
+                "pub",
+                "--host",
+                "h:1",
+                "--port",
+                "2",
+                "--insecure",
+                "t",
+                "m",
+            ],
+            "the port is given twice: 1 in HOST:PORT and 2 with --port",
+        ),
+        (
+            vec!["fingerprint", "h:1", "--port", "2"],
+            "the port is given twice",
+        ),
+        (
+            vec!["pub", "--flespi", "--token", "x", "--port", "443", "t", "m"],
+            "flespi's port 443 is MQTT over secure WebSocket",
+        ),
+        (
+            vec!["fingerprint", "--flespi", "--port", "1883"],
+            "flespi takes MQTT over TLS on port 8883",
+        ),
+        (
+            vec!["sub", "--host", "h", "--region", "ru", "--insecure", "t"],
+            "--region is for --flespi",
+        ),
+        (
+            vec!["pub", "--flespi", "--host", "h", "--token", "x", "t", "m"],
+            "cannot be used with",
+        ),
+        (vec!["fingerprint", "h", "--flespi"], "cannot be used with"),
+        (
+            vec!["pub", "--host", "h", "--token", "x", "--insecure", "t", "m"],
+            "--token is for --flespi",
+        ),
+    ] {
+        assert_usage_error(&args, message);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Every exit after connecting closes cleanly.
+
+/// mosquitto's log lines about the client `id`, once it logged the end of
+/// its connection (waits up to 10 s for that).
+fn log_of(mosquitto: &Mosquitto, id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines: Vec<String> = mosquitto
+            .log()
+            .lines()
+            .filter(|line| line.contains(id))
+            .map(str::to_string)
+            .collect();
+        let ended = lines.iter().any(|line| {
+            line.contains(&format!("Client {id} "))
+                && (line.contains("disconnected") || line.contains("closed its connection"))
+        });
+        if ended || Instant::now() > deadline {
+            return lines.join("\n");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The client `id` sent DISCONNECT, and mosquitto saw no abnormal close.
+fn assert_clean_close(mosquitto: &Mosquitto, id: &str) {
+    let log = log_of(mosquitto, id);
+    assert!(
+        log.contains(&format!("Received DISCONNECT from {id}"))
+            && log.contains(&format!("Client {id} disconnected.")),
+        "{id}: no DISCONNECT in mosquitto's log:\n{log}"
+    );
+    for abnormal in [
+        "closed its connection",
+        "Socket error",
+        "disconnecting",
+        "exceeded timeout",
+    ] {
+        assert!(
+            !log.contains(abnormal),
+            "{id}: {abnormal:?} in mosquitto's log:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn every_exit_after_connecting_sends_disconnect_and_no_will_fires() {
+    let broker = Broker::start();
+    let pin = broker.spki_pin();
+    // Prints the first Will published: the killed client's, unless an
+    // earlier one fired.
+    let mut watcher = spawn(&broker.args(
+        "sub",
+        &pin,
+        &["--count", "1", "--timeout", "60", "cli/will/#"],
+    ));
+    watcher.wait_for_stderr("subscribed to", RUN_LIMIT);
+    let will = |name: &str| {
+        strings(&[
+            "--client-id",
+            &format!("cli-{name}"),
+            "--will-topic",
+            &format!("cli/will/{name}"),
+            "--will-message",
+            &format!("{name} is gone"),
+        ])
+    };
+
+    // A failure after connecting: fewer messages than --count.
+    let mut trust = pin.clone();
+    trust.extend(will("timeout"));
+    let output = run(&broker.args(
+        "sub",
+        &trust,
+        &["--count", "2", "--timeout", "1", "quiet/#"],
+    ));
+    assert_one_line_failure(&output, "sub --count 2 --timeout 1");
+
+    // Ctrl-C.
+    let mut trust = pin.clone();
+    trust.extend(will("interrupted"));
+    let mut interrupted = spawn(&broker.args("sub", &trust, &["quiet/#"]));
+    interrupted.wait_for_stderr("subscribed to", RUN_LIMIT);
+    let status = Command::new("kill")
+        .args(["-INT", &interrupted.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let output = interrupted.finish(RUN_LIMIT);
+    assert_eq!(output.code(), Some(130), "{output:?}");
+    assert!(
+        output
+            .stderr
+            .contains("mqtts: interrupted; disconnected from the broker"),
+        "{}",
+        output.stderr
+    );
+
+    // Success.
+    let mut trust = pin.clone();
+    trust.extend(will("published"));
+    run(&broker.args("pub", &trust, &["--qos", "1", "cli/other", "m"])).assert_success("pub");
+
+    for id in ["cli-timeout", "cli-interrupted", "cli-published"] {
+        assert_clean_close(&broker.mosquitto, id);
+    }
+
+    // The control: a client killed without DISCONNECT leaves its Will.
+    let mut trust = pin.clone();
+    trust.extend(will("killed"));
+    let mut killed = spawn(&broker.args("sub", &trust, &["quiet/#"]));
+    killed.wait_for_stderr("subscribed to", RUN_LIMIT);
+    let _ = killed.child.kill();
+    let watched = watcher.finish(RUN_LIMIT);
+    watched.assert_success("the Will watcher");
+    assert_eq!(
+        watched.stdout, "cli/will/killed killed is gone\n",
+        "only the killed client's Will is published"
+    );
+}
+
+#[test]
+fn sizes_and_topics_are_checked_before_connecting() {
+    let broker = Broker::start();
+    let pin = broker.spki_pin();
+    let dir = TempDir::new();
+    // One byte more than an MQTT packet can hold (sparse: nothing is read).
+    let big = dir.0.join("big.bin");
+    std::fs::File::create(&big)
+        .and_then(|file| file.set_len(268_435_456))
+        .expect("a sparse file");
+    let output = run(&broker.args(
+        "pub",
+        &pin,
+        &["--file", big.to_str().expect("UTF-8"), "cli/big"],
+    ));
+    assert_eq!(output.code(), Some(2), "{output:?}");
+    assert!(
+        output.stderr.contains(
+            "the message has 268435456 bytes; an MQTT message to \"cli/big\" holds at most 268435446"
+        ),
+        "{}",
+        output.stderr
+    );
+    let output = run(&broker.args("pub", &pin, &["cli/#", "m"]));
+    assert_eq!(output.code(), Some(2), "{output:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let log = broker.mosquitto.log();
+    assert!(
+        !log.contains("New connection"),
+        "connected before refusing:\n{log}"
+    );
+}
+
+#[test]
+fn sub_count_at_qos_2_completes_the_last_delivery_before_disconnecting() {
+    let broker = Broker::start();
+    let pin = broker.spki_pin();
+    let id = "cli-exactly-once";
+    let mut sub = spawn(&broker.args(
+        "sub",
+        &pin,
+        &[
+            "--client-id",
+            id,
+            "--qos",
+            "2",
+            "--count",
+            "1",
+            "--timeout",
+            "30",
+            "cli/q2",
+        ],
+    ));
+    sub.wait_for_stderr("subscribed to", RUN_LIMIT);
+    run(&broker.args("pub", &pin, &["--qos", "2", "cli/q2", "once"])).assert_success("pub");
+    let output = sub.finish(RUN_LIMIT);
+    output.assert_success("sub --qos 2 --count 1");
+    assert_eq!(output.stdout, "cli/q2 once\n");
+    assert_clean_close(&broker.mosquitto, id);
+    let log = log_of(&broker.mosquitto, id);
+    let at = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in mosquitto's log:\n{log}"))
+    };
+    assert!(
+        at(&format!("Received PUBREC from {id}"))
+            < at(&format!("Sending PUBREL to {id}"))
+                .min(at(&format!("Received PUBCOMP from {id}")))
+            && at(&format!("Received PUBCOMP from {id}"))
+                < at(&format!("Received DISCONNECT from {id}")),
+        "PUBREC, PUBREL, PUBCOMP, then DISCONNECT:\n{log}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// sub's output and pub's input.
+
+#[test]
+fn sub_escapes_shows_flags_and_prints_json_and_pub_reads_stdin_and_files() {
+    let broker = Broker::start();
+    let pin = broker.spki_pin();
+    let dir = TempDir::new();
+    // A literal backslash-n, a tab, a backslash.
+    let text = "a\\nb\tc\\d";
+    run(&broker.args(
+        "pub",
+        &pin,
+        &["--qos", "1", "--retain", "cli/fmt/text", text],
+    ))
+    .assert_success("pub --retain");
+    let binary = dir.write("binary", [0xFF, 0x00, 0x41]);
+    run(&broker.args(
+        "pub",
+        &pin,
+        &["--retain", "--file", &binary, "cli/fmt/binary"],
+    ))
+    .assert_success("pub --file");
+    // 100,000 bytes from stdin: more than the 64 KiB the tool could send before.
+    let big = vec![b'x'; 100_000];
+    let output = spawn_with_input(
+        &broker.args("pub", &pin, &["--qos", "1", "cli/fmt/big", "-"]),
+        Some(&big),
+    )
+    .finish(RUN_LIMIT);
+    output.assert_success("pub - (stdin)");
+    assert!(
+        output
+            .stderr
+            .contains("published 100000 bytes to cli/fmt/big (QoS 1, acknowledged"),
+        "{}",
+        output.stderr
+    );
+
+    let filters = ["cli/fmt/text", "cli/fmt/binary"];
+    let sub = |format: &[&str]| {
+        let mut rest = vec!["--qos", "1", "--count", "2", "--timeout", "30"];
+        rest.extend(format);
+        rest.extend(filters);
+        let output = run(&broker.args("sub", &pin, &rest));
+        output.assert_success(&format!("sub {format:?}"));
+        let mut lines: Vec<String> = output.stdout.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(
+        sub(&[]),
+        [
+            "cli/fmt/binary \u{FFFD}\\x00A",
+            "cli/fmt/text a\\\\nb\\tc\\\\d"
+        ]
+    );
+    assert_eq!(
+        sub(&["--verbose"]),
+        [
+            "[QoS 0, retained] cli/fmt/binary \u{FFFD}\\x00A",
+            "[QoS 1, retained] cli/fmt/text a\\\\nb\\tc\\\\d"
+        ]
+    );
+    let json: Vec<serde_json::Value> = sub(&["--json"])
+        .iter()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(
+        json,
+        [
+            serde_json::json!({"topic": "cli/fmt/binary", "qos": 0, "retain": true, "dup": false, "payload_hex": "ff0041"}),
+            serde_json::json!({"topic": "cli/fmt/text", "qos": 1, "retain": true, "dup": false, "payload": text}),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Causes.
+
+#[test]
+fn a_broker_that_requires_a_client_certificate_is_named() {
+    let pki = TestPki::new(KeyKind::P256);
+    let dir = TempDir::new();
+    let clients_ca = dir.write("clients.pem", pki.root.pem());
+    // mosquitto drops to its own user: its files must be readable.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&clients_ca, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let mosquitto = Mosquitto::start(
+        &[&pki.leaf],
+        &format!("require_certificate true\ncafile {clients_ca}"),
+    );
+    let broker = Broker { pki, mosquitto };
+    let output = run(&broker.args("pub", &broker.spki_pin(), &["t", "m"]));
+    assert_one_line_failure(&output, "client certificate required");
+    assert!(
+        output
+            .stderr
+            .contains("the server asked for a client certificate (its CertificateRequest was seen"),
+        "{}",
+        output.stderr
+    );
+}
+
+/// A port nothing listens on yet.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[test]
+fn a_port_that_does_not_speak_tls_is_named() {
+    // mosquitto's plain MQTT listener.
+    let pki = TestPki::new(KeyKind::P256);
+    let plain = free_port();
+    let _mosquitto = Mosquitto::start(&[&pki.leaf], &format!("listener {plain} 127.0.0.1"));
+    let target = format!("127.0.0.1:{plain}");
+    for args in [
+        vec!["pub", "--host", &target, "--insecure", "t", "m"],
+        vec!["fingerprint", &target],
+    ] {
+        let output = run(&strings(&args));
+        assert_one_line_failure(&output, "plain MQTT");
+        assert!(
+            output.stderr.contains("this port does not speak TLS"),
+            "{args:?}: {}",
+            output.stderr
+        );
+    }
+
+    // An HTTP server.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let server = std::thread::spawn(move || {
+        use std::io::Write as _;
+        if let Ok((mut socket, _)) = listener.accept() {
+            let mut request = [0u8; 512];
+            let _ = socket.read(&mut request);
+            let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let output = run(&strings(&[
+        "pub",
+        "--host",
+        &format!("127.0.0.1:{port}"),
+        "--insecure",
+        "t",
+        "m",
+    ]));
+    let _ = server.join();
+    assert_one_line_failure(&output, "HTTP");
+    assert!(
+        output
+            .stderr
+            .contains("this port does not speak TLS: it answered \"HTTP/1.1 400 Bad Request\""),
+        "{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn ca_mode_with_a_self_signed_ca_server_certificate_suggests_its_public_key_pin() {
+    let certificate = CertSpec::leaf(&[SERVER_NAME])
+        .basic_constraints(rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained))
+        .self_signed();
+    let mosquitto = Mosquitto::start(&[&certificate], "");
+    let dir = TempDir::new();
+    let ca = dir.write("self.pem", certificate.pem());
+    let spki = colons(&hex(&certificate.spki_sha256()));
+    let args = |trust: &[&str]| {
+        let mut args = strings(&[
+            "pub",
+            "--host",
+            &format!("127.0.0.1:{}", mosquitto.port),
+            "--servername",
+            SERVER_NAME,
+        ]);
+        args.extend(strings(trust));
+        args.extend(strings(&["t", "m"]));
+        args
+    };
+    let output = run(&args(&["--ca", &ca]));
+    assert_one_line_failure(&output, "self-signed CA as the server");
+    for needle in ["marks itself as a CA", &format!("--spki {spki}")] {
+        assert!(
+            output.stderr.contains(needle),
+            "missing {needle:?}:\n{}",
+            output.stderr
+        );
+    }
+    run(&args(&["--spki", &spki])).assert_success("the pin it suggests");
+}
+
+// ---------------------------------------------------------------------------
+// The Arduino forms.
+
+/// What the ESP8266 core's `WiFiClientSecure::setFingerprint(const char *)`
+/// (BearSSL) reads: 20 pairs of hex digits, each followed by ':', ' ' or
+/// the end of the string.
+fn bearssl_fingerprint(text: &str) -> Option<[u8; 20]> {
+    let digit = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
+    let bytes = text.as_bytes();
+    let mut fingerprint = [0u8; 20];
+    let mut at = 0;
+    for byte in &mut fingerprint {
+        *byte = digit(*bytes.get(at)?)? << 4 | digit(*bytes.get(at + 1)?)?;
+        at += 2;
+        match bytes.get(at) {
+            None => {}
+            Some(b':' | b' ') => at += 1,
+            Some(_) => return None,
+        }
+    }
+    (at >= bytes.len()).then_some(fingerprint)
+}
+
+/// The text between `start` and the next `end`.
+fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let from = text
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start:?} in:\n{text}"))
+        + start.len();
+    let to = text[from..]
+        .find(end)
+        .unwrap_or_else(|| panic!("no {end:?} after {start:?} in:\n{text}"));
+    &text[from..from + to]
+}
+
+#[test]
+fn fingerprint_format_arduino_prints_what_bearssl_takes_and_it_parses_back() {
+    let pki = TestPki::with_intermediate(KeyKind::P256);
+    let intermediate = pki.intermediate.as_ref().expect("an intermediate");
+    let intermediate_der = intermediate.der_bytes();
+    let mosquitto = Mosquitto::start(&[&pki.leaf, intermediate], "");
+    let dir = TempDir::new();
+    let expected = openssl_fingerprints(&dir, "leaf", &pki.leaf);
+    let output = run(&strings(&[
+        "fingerprint",
+        &format!("127.0.0.1:{}", mosquitto.port),
+        "--servername",
+        SERVER_NAME,
+        "--format",
+        "arduino",
+    ]));
+    output.assert_success("fingerprint --format arduino");
+    let out = &output.stdout;
+
+    // setFingerprint: the certificate's SHA-1, as BearSSL and mqtts read it.
+    let sha1 = between(out, "const char fingerprint[] PROGMEM = \"", "\";");
+    let openssl_sha1 = mqtts::Fingerprint::parse(&expected.sha1).expect("openssl's SHA-1");
+    let bearssl = bearssl_fingerprint(sha1).unwrap_or_else(|| panic!("BearSSL reads {sha1:?}"));
+    assert_eq!(&bearssl[..], openssl_sha1.as_bytes());
+    assert_eq!(mqtts::Fingerprint::parse(sha1), Ok(openssl_sha1));
+
+    // setKnownKey: the public key (SPKI) as PEM.
+    let key = pem::parse(between(out, "R\"KEY(\n", ")KEY\"")).expect("PEM");
+    assert_eq!(key.tag(), "PUBLIC KEY");
+    assert_eq!(key.contents(), pki.leaf.spki_der());
+    let der = openssl(
+        &["pkey", "-pubin", "-outform", "DER"],
+        key.to_string().as_bytes(),
+    );
+    assert_eq!(der, pki.leaf.spki_der(), "openssl reads the key");
+
+    // setTrustAnchors: the CA certificate the server sent.
+    let anchors = pem::parse_many(between(out, "R\"CA(\n", ")CA\"")).expect("PEM");
+    assert_eq!(anchors.len(), 1, "{out}");
+    assert_eq!(anchors[0].tag(), "CERTIFICATE");
+    assert_eq!(anchors[0].contents(), intermediate_der);
+
+    for call in [
+        "client.setFingerprint(fingerprint);",
+        "BearSSL::PublicKey serverPublicKey(serverKey);",
+        "client.setKnownKey(&serverPublicKey);",
+        "BearSSL::X509List trustAnchorList(trustAnchors);",
+        "client.setTrustAnchors(&trustAnchorList);",
+    ] {
+        assert!(out.contains(call), "no {call:?} in:\n{out}");
+    }
+
+    // The tool takes the printed SHA-1 back as a pin.
+    let broker = Broker { pki, mosquitto };
+    run(&broker.args("pub", &strings(&["--sha1", sha1]), &["t", "m"]))
+        .assert_success("pub --sha1 with the Arduino form");
 }
