@@ -800,7 +800,13 @@ where
     pub async fn poll(&mut self) -> Result<Event<'_>, Error> {
         self.usable()?;
         let mut program = Program::poll();
-        Ok(match self.run(&mut program).await? {
+        let done = self.run(&mut program).await?;
+        self.event(done)
+    }
+
+    /// The event a poll ended with.
+    fn event(&mut self, done: Done) -> Result<Event<'_>, Error> {
+        Ok(match done {
             Done::Message(frame) => {
                 let bytes = self.rx.buf.get(frame.start..frame.start + frame.len);
                 match frame::decode(bytes.unwrap_or_default())? {
@@ -817,6 +823,26 @@ where
             // A poll ends with an event only.
             _ => return Err(Error::Disconnected),
         })
+    }
+
+    /// [`Client::poll`] until `deadline` (in the client timer's
+    /// milliseconds): `Ok(None)` once the deadline has passed while waiting
+    /// for the broker, an event if one comes first.
+    ///
+    /// Use it instead of racing `poll` against a timer: a future dropped
+    /// while `poll` writes (an acknowledgement, a PINGREQ, queued messages)
+    /// leaves half a packet behind and the connection unusable
+    /// ([`Error::Disconnected`]); `poll_until` only stops where `poll` is
+    /// cancel-safe, after its writes. Keep-alive runs as in `poll`.
+    pub async fn poll_until(&mut self, deadline: Millis) -> Result<Option<Event<'_>>, Error> {
+        self.usable()?;
+        let mut program = Program::poll();
+        // 0 is a read of only what is at hand; a deadline of 0 has passed.
+        program.until = Some(deadline.max(1));
+        match self.run(&mut program).await? {
+            Done::Nothing => Ok(None),
+            done => self.event(done).map(Some),
+        }
     }
 
     /// Sends DISCONNECT (§3.14) and returns the transport, to be closed by
@@ -1007,6 +1033,11 @@ where
             Ok(None) => {
                 program.reply = self.on_timer(program.wait)?;
                 program.urgent = program.reply.is_some();
+                // The caller's deadline (`poll_until`): done once a PINGREQ
+                // due at the same time has left.
+                if program.until.is_some_and(|until| self.timer.now() >= until) {
+                    program.done = Some(Done::Nothing);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -1170,7 +1201,10 @@ where
         }
         let until = match program.wait {
             Wait::Connack(deadline) => deadline,
-            _ => self.keep_alive.deadline(),
+            _ => self
+                .keep_alive
+                .deadline()
+                .min(program.until.unwrap_or(Millis::MAX)),
         };
         Ok(Io::Read { until })
     }
@@ -1644,6 +1678,8 @@ struct Program {
     done: Option<Done>,
     /// An at-hand read found nothing: flush, then wait.
     nothing_at_hand: bool,
+    /// `poll_until`'s deadline: the wait for an event ends then.
+    until: Option<Millis>,
 }
 
 impl Program {
@@ -1659,6 +1695,7 @@ impl Program {
             urgent: false,
             done: None,
             nothing_at_hand: false,
+            until: None,
         }
     }
 

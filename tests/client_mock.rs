@@ -3359,3 +3359,65 @@ async fn messages_before_the_connect_suback_do_not_fail_the_connect() {
     );
     assert_eq!(result.expect("reconnects").1.granted, None);
 }
+
+/// `poll_until`'s deadline on the client's clock: `ms` from now (the
+/// client's timer started a moment before this one, so its deadline comes
+/// slightly earlier, never later).
+fn from_now(ms: u64) -> u64 {
+    use mqtts::time::Timer as _;
+    TokioTimer::new().now() + ms
+}
+
+#[tokio::test]
+async fn poll_until_ends_at_its_deadline_with_nothing_and_the_client_stays_usable() {
+    connected!(client, broker);
+    let started = Instant::now();
+    let polled = within("poll_until", client.poll_until(from_now(300))).await;
+    assert!(
+        matches!(polled, Ok(None)),
+        "{:?}",
+        polled.map(|e| e.map(owned))
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!client.is_broken());
+    broker.expect_silence().await;
+    // An event before the deadline is returned at once.
+    broker.send(&publish0("u/1", b"before")).await;
+    let polled = within("poll_until", client.poll_until(from_now(60_000))).await;
+    assert_eq!(
+        polled.map(|e| e.map(owned)),
+        Ok(Some(message("u/1", b"before", QoS::AtMostOnce, None)))
+    );
+}
+
+#[tokio::test]
+async fn poll_until_a_passed_deadline_still_sends_the_acknowledgement_it_owes() {
+    connected!(client, broker);
+    broker
+        .send(&publish("u/q1", b"one", 1, 7, false, false))
+        .await;
+    let polled = within("poll_until", client.poll_until(from_now(60_000))).await;
+    assert_eq!(
+        polled.map(|e| e.map(owned)),
+        Ok(Some(message("u/q1", b"one", QoS::AtLeastOnce, Some(7))))
+    );
+    // The deadline has passed already: the PUBACK for 7 still leaves whole,
+    // then the call ends with nothing, and the connection is usable (a
+    // timer racing `poll` here could cut the PUBACK and break it).
+    let polled = within("poll_until", client.poll_until(1)).await;
+    assert!(
+        matches!(polled, Ok(None)),
+        "{:?}",
+        polled.map(|e| e.map(owned))
+    );
+    broker.expect_bytes(&puback(7)).await;
+    assert!(!client.is_broken());
+    client_publish(&mut client, "u/after", b"x", QoS::AtMostOnce, false)
+        .await
+        .expect("publish after the deadline");
+    broker.expect_bytes(&publish0("u/after", b"x")).await;
+}
