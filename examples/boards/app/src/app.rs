@@ -31,12 +31,12 @@ use core::fmt::Write as _;
 use core::future::Future;
 use core::pin::pin;
 
-use embassy_futures::select::{Either3, select3};
+use embassy_futures::select::{Either, select};
 use embassy_time::{Duration, Instant, Timer};
 use heapless::{String, Vec};
 use log::{error, info, warn};
 use mqtts::Error;
-use mqtts::client::{Buffers, Client, Event};
+use mqtts::client::{BrokerLimits, Buffers, Client, Event};
 use mqtts::error::UtcTime;
 use mqtts::fingerprint::HexColons;
 use mqtts::flespi::{Credentials, Flespi};
@@ -123,6 +123,9 @@ pub struct Settings<'a> {
     pub topic_prefix: &'a str,
     /// Time between two readings.
     pub publish_interval: Duration,
+    /// What the broker accepts ([`mqtts::flespi::LIMITS`]: QoS 0 and 1, no
+    /// `flespi/...` topics), checked before anything is sent.
+    pub limits: BrokerLimits,
     /// MQTT keep-alive in seconds (§3.1.2.10): a silent broker is noticed
     /// after 1.5 times this. [`config::settings`] gives 60.
     pub keep_alive_secs: u16,
@@ -269,6 +272,7 @@ where
     ];
     let options = match flespi.connect_options() {
         Ok(options) => options
+            .with_limits(settings.limits)
             .with_keep_alive(settings.keep_alive_secs)
             .with_persistent_session()
             .with_subscriptions(&subscriptions),
@@ -344,15 +348,18 @@ where
 
         let mut next_reading = Instant::now();
         loop {
-            // Cancelling poll() while it waits for data is safe; if the
-            // reading timer or a lost link wins while poll() is writing (an
-            // acknowledgement, a PINGREQ), the client notices and reports
-            // Disconnected, and we reconnect.
+            // `poll_until` ends at the next reading only where polling is
+            // cancel-safe, after its writes (an acknowledgement, a PINGREQ):
+            // a timer racing `poll` cut them whenever it fired mid-write,
+            // and over a slow modem a reading due at connect time did so at
+            // every reconnect. A lost link may cut a write: the connection
+            // is gone then anyway.
             let action = match {
-                let wake = pin!(select3(client.poll(), Timer::at(next_reading), link.lost()));
+                let deadline = next_reading.as_millis();
+                let wake = pin!(select(client.poll_until(deadline), link.lost()));
                 watchdog::guarded(&mut || board.feed_watchdog(), session_budget, wake).await
             } {
-                Either3::First(Ok(Event::Message(message))) => {
+                Either::First(Ok(Some(Event::Message(message)))) => {
                     if message.topic == cmd_topic.as_str() {
                         Some(Action::Output(parse_command(message.payload)))
                     } else if let Some(qos) = echo_qos(settings.topic_prefix, message.topic) {
@@ -371,16 +378,16 @@ where
                         None
                     }
                 }
-                Either3::First(Ok(Event::MessageTooLarge { size, capacity, .. })) => {
+                Either::First(Ok(Some(Event::MessageTooLarge { size, capacity, .. }))) => {
                     warn!("skipped a message of {size} bytes (buffer {capacity})");
                     None
                 }
-                Either3::First(Ok(_)) => None,
-                Either3::First(Err(e)) => {
+                Either::First(Ok(Some(_))) => None,
+                Either::First(Err(e)) => {
                     warn!("connection lost: {e}");
                     break;
                 }
-                Either3::Second(()) => {
+                Either::First(Ok(None)) => {
                     next_reading += settings.publish_interval;
                     if next_reading < Instant::now() {
                         next_reading = Instant::now() + settings.publish_interval;
@@ -400,7 +407,7 @@ where
                     }
                     None
                 }
-                Either3::Third(()) => {
+                Either::Second(()) => {
                     // Keep-alive would notice only after 60 to 90 s; the
                     // connector waits for the network before dialling again.
                     warn!("network lost: closing the connection until it is back");

@@ -272,6 +272,7 @@ pub fn settings<'a>(names: &'a mut Names, chip: &str, mac: [u8; 6]) -> Settings<
         token: FLESPI_TOKEN,
         topic_prefix,
         publish_interval: Duration::from_secs(u64::from(PUBLISH_INTERVAL_SECS)),
+        limits: mqtts::flespi::LIMITS,
         keep_alive_secs: KEEP_ALIVE_SECS,
         trust,
     }

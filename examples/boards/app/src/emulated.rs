@@ -41,6 +41,7 @@ use critical_section::Mutex;
 use embassy_time::{Duration, Instant};
 use heapless::String;
 use log::{LevelFilter, Log, Metadata, Record, info};
+use mqtts::client::BrokerLimits;
 use mqtts::fingerprint::{Fingerprint, FingerprintError};
 use mqtts::time::WallClock;
 use mqtts::trust::Pin;
@@ -154,7 +155,12 @@ pub fn exit(code: i32) -> ! {
 /// then exit with failure.
 pub fn on_panic(info: &core::panic::PanicInfo<'_>) -> ! {
     match info.location() {
-        Some(at) => fatal(format_args!("{} at {}:{}", info.message(), at.file(), at.line())),
+        Some(at) => fatal(format_args!(
+            "{} at {}:{}",
+            info.message(),
+            at.file(),
+            at.line()
+        )),
         None => fatal(format_args!("{}", info.message())),
     }
 }
@@ -260,7 +266,8 @@ impl fmt::Display for ArgError<'_> {
     }
 }
 
-const TRUST_EXPECTED: &str = "trust=spki:<64 hex>, trust=cert:<64 hex>, trust=ca:<host path of a DER root> or trust=flespi";
+const TRUST_EXPECTED: &str =
+    "trust=spki:<64 hex>, trust=cert:<64 hex>, trust=ca:<host path of a DER root> or trust=flespi";
 
 /// Parses the words of the command line (see the module's table).
 pub fn parse_args<'a>(cmdline: &'a str, defaults: Defaults) -> Result<Args<'a>, ArgError<'a>> {
@@ -387,7 +394,11 @@ fn parse_trust(value: &str) -> Result<Trust<'_>, ()> {
     } else if let Some(hex) = value.strip_prefix("cert:") {
         sha256(hex).map(Trust::Certificate)
     } else if let Some(path) = value.strip_prefix("ca:") {
-        if path.is_empty() { Err(()) } else { Ok(Trust::Ca(path)) }
+        if path.is_empty() {
+            Err(())
+        } else {
+            Ok(Trust::Ca(path))
+        }
     } else {
         Err(())
     }
@@ -502,6 +513,8 @@ pub fn settings<'a>(
         token: config::FLESPI_TOKEN,
         topic_prefix: prefix,
         publish_interval: Duration::from_secs(u64::from(args.interval_secs)),
+        // mosquitto, not flespi: QoS 2 is accepted.
+        limits: BrokerLimits::NONE,
         keep_alive_secs: args.keep_alive_secs,
         trust,
     }
@@ -731,7 +744,9 @@ pub fn run_self_test(test: SelfTest) -> ! {
     match test {
         SelfTest::StackOverflow => {
             let depth = recurse(core::hint::black_box(1));
-            fatal(format_args!("self-test: recursion of {depth} frames returned"))
+            fatal(format_args!(
+                "self-test: recursion of {depth} frames returned"
+            ))
         }
         SelfTest::Watchdog => loop {
             // Spins without feeding; the timer interrupt still runs.
@@ -889,7 +904,9 @@ mod host {
                 buf.len(),
             )
         };
-        sh::sys_get_cmdline_uninit(uninit).ok().map(|line| line.len())
+        sh::sys_get_cmdline_uninit(uninit)
+            .ok()
+            .map(|line| line.len())
     }
 
     /// SYS_OPEN, SYS_FLEN, SYS_READ (and SYS_CLOSE when the handle drops).
@@ -899,8 +916,8 @@ mod host {
         if size == 0 || size > buf.len() {
             return Err(FileError::Size(size));
         }
-        let not_read = sh::sys_read_orig(file.as_fd(), &mut buf[..size])
-            .map_err(|_| FileError::Read)?;
+        let not_read =
+            sh::sys_read_orig(file.as_fd(), &mut buf[..size]).map_err(|_| FileError::Read)?;
         if not_read != 0 {
             return Err(FileError::Read);
         }
@@ -972,7 +989,10 @@ mod tests {
         let built = settings(&mut names, &args, None);
         assert_eq!((built.topic_prefix, built.keep_alive_secs), ("t/p", 7));
         let settings = built;
-        assert!(matches!(settings.trust, BrokerTrust::Pins([Pin::PublicKey(_)])));
+        assert!(matches!(
+            settings.trust,
+            BrokerTrust::Pins([Pin::PublicKey(_)])
+        ));
 
         let line = std::format!("trust=cert:{HEX} seed=0000000000000001");
         let args = parse_args(&line, DEFAULTS).unwrap();
@@ -996,11 +1016,17 @@ mod tests {
         let refused = |line: &'static str| parse_args(line, DEFAULTS).unwrap_err();
         assert_eq!(refused(""), ArgError::MissingSeed);
         assert_eq!(refused("trust=flespi"), ArgError::MissingSeed);
-        assert_eq!(refused("seed=12 "), ArgError::BadValue {
-            word: "seed=12",
-            expected: "16 hex digits"
-        });
-        assert_eq!(refused("/path/fw.elf"), ArgError::UnknownWord("/path/fw.elf"));
+        assert_eq!(
+            refused("seed=12 "),
+            ArgError::BadValue {
+                word: "seed=12",
+                expected: "16 hex digits"
+            }
+        );
+        assert_eq!(
+            refused("/path/fw.elf"),
+            ArgError::UnknownWord("/path/fw.elf")
+        );
         assert_eq!(refused("colour=red"), ArgError::UnknownWord("colour=red"));
         assert_eq!(
             refused("port=1 port=2 seed=0000000000000001"),
@@ -1010,10 +1036,16 @@ mod tests {
         assert!(matches!(refused("port=65536"), ArgError::BadValue { .. }));
         assert!(matches!(refused("interval=0"), ArgError::BadValue { .. }));
         assert!(matches!(refused("keepalive=0"), ArgError::BadValue { .. }));
-        assert!(matches!(refused("trust=spki:abcd"), ArgError::BadValue { .. }));
+        assert!(matches!(
+            refused("trust=spki:abcd"),
+            ArgError::BadValue { .. }
+        ));
         assert!(matches!(refused("trust=ca:"), ArgError::BadValue { .. }));
         assert!(matches!(refused("trust=pin"), ArgError::BadValue { .. }));
-        assert!(matches!(refused("password=short"), ArgError::BadValue { .. }));
+        assert!(matches!(
+            refused("password=short"),
+            ArgError::BadValue { .. }
+        ));
         let text = std::format!("{}", refused("colour=red"));
         assert!(text.contains("unknown word `colour=red`"), "{text}");
     }
