@@ -50,12 +50,13 @@ for name in "${selected[@]}"; do
 done
 
 # The shared application's host tests (commands, JSON, topics, the
-# build-time pin parser), built for the host without the settings set by
-# the user: MQTT_CLIENT_ID and MQTT_TOPIC_PREFIX must be unset for them.
+# build-time pin parser, the watchdog schedule, the emulated boards'
+# command line), built for the host without the settings set by the user:
+# MQTT_CLIENT_ID and MQTT_TOPIC_PREFIX must be unset for them.
 start=$SECONDS
 (cd "$boards_dir/app" \
     && env -u MQTT_CLIENT_ID -u MQTT_TOPIC_PREFIX -u FLESPI_PIN_SHA256 -u FLESPI_PIN_SPKI_SHA256 \
-        "$DEB_CARGO" test --quiet) \
+        "$DEB_CARGO" test --quiet --features emulated) \
     || die "host tests of examples/boards/app failed"
 echo "build-boards: app host tests passed in $((SECONDS - start)) s"
 
