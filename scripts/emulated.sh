@@ -5,20 +5,22 @@
 # on 127.0.0.1 (the simulated ESP8266 of tests/support/at_modem.rs listens
 # there). tests/emulated_boards.rs drives both commands; so can a person.
 #
-#   bash scripts/emulated.sh build riscv32
-#       builds examples/boards/qemu-riscv32 with Debian's toolchain (placeholder
+#   bash scripts/emulated.sh build riscv32|cortex-m4
+#       builds examples/boards/qemu-riscv32 (or qemu-cortex-m4) with Debian's toolchain (placeholder
 #       Wi-Fi/flespi build settings, as scripts/build-boards.sh); the last line
 #       on stdout is the firmware ELF's path.
-#   bash scripts/emulated.sh qemu riscv32 [--elf ELF] --modem-port PORT -- WORD...
+#   bash scripts/emulated.sh qemu riscv32|cortex-m4 [--elf ELF] --modem-port PORT -- WORD...
 #       execs QEMU with the firmware (default: the built ELF), its UART
 #       connected to 127.0.0.1:PORT (QEMU is the client: something must
 #       listen there), and WORDs as the firmware's semihosting command line
-#       (trust=..., port=..., seed=...: examples/boards/qemu-riscv32/README.md).
+#       (trust=..., port=..., seed=...: examples/boards/qemu-riscv32/README.md;
+#       the same words on both machines).
 #       The firmware's console (one `LEVEL - message` line each) is QEMU's
 #       stdout; QEMU's exit status is the firmware's (semihosting SYS_EXIT:
 #       0, or 1 after a `PANIC - ...` line).
 #
-# Machines: riscv32 (riscv32imc, the ESP32-C3's ISA, on qemu-system-riscv32 -M virt).
+# Machines: riscv32 (riscv32imc, the ESP32-C3's ISA, on qemu-system-riscv32 -M virt),
+#           cortex-m4 (thumbv7em-none-eabihf, Cortex-M4F, on qemu-system-arm -M mps2-an386).
 #
 # Env: EMULATED_TARGET_DIR  cargo's target folder (default: target/emulated)
 set -euo pipefail
@@ -28,12 +30,12 @@ die() { echo "emulated: ERROR: $*" >&2; exit 1; }
 usage() {
     echo "usage: $0 build MACHINE" >&2
     echo "       $0 qemu MACHINE [--elf ELF] --modem-port PORT -- WORD..." >&2
-    echo "machines: riscv32" >&2
+    echo "machines: riscv32, cortex-m4" >&2
     exit 2
 }
 
-# The machine's board folder, binary, Rust target, QEMU binary and its
-# Debian package.
+# The machine's board folder, binary, Rust target, QEMU binary, its Debian
+# package and its machine options.
 machine_config() {
     case "$1" in
     riscv32)
@@ -42,8 +44,19 @@ machine_config() {
         target=riscv32imc-unknown-none-elf
         qemu=qemu-system-riscv32
         qemu_package=qemu-system-misc
+        # -bios none: no OpenSBI, the firmware starts in machine mode.
+        qemu_machine=(-M virt -cpu rv32 -m 16M -bios none)
         ;;
-    *) die "unknown machine '$1' (known: riscv32)" ;;
+    cortex-m4)
+        board=qemu-cortex-m4
+        bin=mqtts-qemu-cortex-m4
+        target=thumbv7em-none-eabihf
+        qemu=qemu-system-arm
+        qemu_package=qemu-system-arm
+        # The Cortex-M4F image of the MPS2 board; -serial is its UART0.
+        qemu_machine=(-M mps2-an386)
+        ;;
+    *) die "unknown machine '$1' (known: riscv32, cortex-m4)" ;;
     esac
 }
 
@@ -104,8 +117,8 @@ qemu)
     done
     # -icount shift=0: one instruction is one nanosecond of virtual time,
     # so instruction counts (minstret) are deterministic; when the core
-    # idles (WFI), virtual time follows the host's clock.
-    exec "$qemu" -M virt -cpu rv32 -m 16M -nographic -monitor none -bios none \
+    # idles (WFI, WFE), virtual time follows the host's clock.
+    exec "$qemu" "${qemu_machine[@]}" -nographic -monitor none \
         -kernel "$elf" -icount shift=0 \
         -chardev stdio,id=console -semihosting-config "$semihosting" \
         -chardev "socket,id=modem,host=127.0.0.1,port=$modem_port" -serial chardev:modem
