@@ -354,11 +354,8 @@ where
             // and over a slow modem a reading due at connect time did so at
             // every reconnect. A lost link may cut a write: the connection
             // is gone then anyway.
-            let action = match {
-                let deadline = next_reading.as_millis();
-                let wake = pin!(select(client.poll_until(deadline), link.lost()));
-                watchdog::guarded(&mut || board.feed_watchdog(), session_budget, wake).await
-            } {
+            let wake = next_wake(&mut client, &link, board, next_reading, session_budget).await;
+            let action = match wake {
                 Either::First(Ok(Some(Event::Message(message)))) => {
                     if message.topic == cmd_topic.as_str() {
                         Some(Action::Output(parse_command(message.payload)))
@@ -476,6 +473,22 @@ fn log_failure(failure: &Failure) {
     }
 }
 
+/// The next event, the next reading (`Ok(None)`) or a lost link, feeding
+/// the board's watchdog for at most `budget`.
+async fn next_wake<'c, T: Transport, const N: usize>(
+    client: &'c mut Client<'_, '_, T, EmbassyTimer, N>,
+    link: &impl Link,
+    board: &mut impl Board,
+    next_reading: Instant,
+    budget: Duration,
+) -> Either<Result<Option<Event<'c>>, Error>, ()> {
+    let wake = pin!(select(
+        client.poll_until(next_reading.as_millis()),
+        link.lost()
+    ));
+    watchdog::guarded(&mut || board.feed_watchdog(), budget, wake).await
+}
+
 /// Publishes at QoS 1 ([`publish_once`]), feeding the board's watchdog for
 /// at most [`SESSION_MARGIN`].
 async fn publish<T: Transport, const N: usize>(
@@ -535,6 +548,8 @@ async fn publish_once<T: Transport, const N: usize>(
 const ECHO_LEN: usize = 256;
 
 /// What a received message asks for.
+// Lives for one loop turn on the stack; the echo's copy is the point.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Action {
     Output(Command),
