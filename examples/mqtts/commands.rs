@@ -100,11 +100,32 @@ async fn subscribe(args: &Subscription) -> Result<(), Failure> {
                 }
                 let _ = write!(subscribed, "{filter} (QoS {})", *qos as u8);
             }
+            // Listening for Ctrl-C before saying so: a SIGINT right after
+            // the line must not kill the tool without its DISCONNECT.
+            let interrupted = interrupt();
             say!("mqtts: subscribed to {subscribed}; waiting for messages");
-            receive(client, wire, args, &target).await
+            receive(client, wire, args, &target, interrupted).await
         },
     )
     .await
+}
+
+/// Ctrl-C, caught from this call on. (`tokio::signal::ctrl_c` installs its
+/// handler only when first polled: a SIGINT before that killed the tool.)
+fn interrupt() -> impl Future<Output = ()> {
+    #[cfg(unix)]
+    let listener = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    async move {
+        #[cfg(unix)]
+        match listener {
+            Ok(mut listener) => {
+                listener.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Prints messages until `--count`, `--timeout` or Ctrl-C.
@@ -113,12 +134,12 @@ async fn receive(
     wire: &Wire,
     args: &Subscription,
     target: &str,
+    interrupted: impl Future<Output = ()>,
 ) -> Result<(), Failure> {
     let deadline = args.timeout.map(|wait| Instant::now() + wait);
     let mut received = 0u64;
     // QoS 2 messages delivered: each is complete once its PUBCOMP is sent.
     let mut exactly_once = BTreeSet::new();
-    let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     loop {
         if args.count.is_some_and(|count| received >= count) {
