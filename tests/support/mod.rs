@@ -7,6 +7,7 @@
 
 pub mod at_modem;
 pub mod broker;
+pub mod emulated;
 pub mod example;
 pub mod fault_proxy;
 pub mod inject_proxy;

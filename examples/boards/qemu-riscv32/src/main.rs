@@ -16,6 +16,7 @@
 #![no_main]
 
 mod guard;
+mod measure;
 mod time_driver;
 mod uart;
 
@@ -100,10 +101,11 @@ fn main() -> ! {
     emulated::init_logger(LevelFilter::Info);
     info!("mqtts board app on qemu-system-riscv32 -M virt (riscv32imc, the ESP32-C3's ISA)");
 
-    let args = match emulated::read_cmdline(CMDLINE.take())
-        .and_then(|line| emulated::parse_args(line, DEFAULTS))
+    // `measure=` (src/measure.rs) is taken out before the application's words.
+    let (measure, args) = match measure::split_cmdline(CMDLINE.take())
+        .and_then(|(measure, line)| Ok((measure, emulated::parse_args(line, DEFAULTS)?)))
     {
-        Ok(args) => args,
+        Ok(parsed) => parsed,
         Err(e) => emulated::fatal(format_args!("command line: {e}")),
     };
     let ca_root = match args.trust {
@@ -127,7 +129,33 @@ fn main() -> ! {
     if let Some(test) = args.self_test {
         emulated::run_self_test(test);
     }
+    if let Some(measure) = measure {
+        measure::run(
+            measure,
+            measure::Board {
+                args,
+                ca_root,
+                uart,
+                heap: &HEAP,
+                layout: ram_layout(),
+                memory: MEMORY.take(),
+            },
+        );
+    }
 
+    run_application(args, ca_root, uart, board)
+}
+
+/// The application on embassy-executor. Out of line: the task's future
+/// (19 KB) is built in this frame before it moves into its static, and
+/// `main`'s frame stays small for the measurement mode.
+#[inline(never)]
+fn run_application(
+    args: Args<'static>,
+    ca_root: Option<&'static [u8]>,
+    uart: Uart,
+    board: EmulatedBoard,
+) -> ! {
     let executor = EXECUTOR.init(Executor::new());
     executor.run(|spawner| match app(args, ca_root, uart, board) {
         Ok(task) => spawner.spawn(task),
@@ -155,7 +183,10 @@ async fn app(
     };
     // No EN pin on this machine: a modem that stops answering gets AT+RST.
     let connector = AtConnector::new(modem, wifi, BROKER_HOST, args.port);
-    info!("modem on UART0; the broker is {BROKER_HOST}:{} through it", args.port);
+    info!(
+        "modem on UART0; the broker is {BROKER_HOST}:{} through it",
+        args.port
+    );
     let settings = emulated::settings(NAMES.take(), &args, ca_root);
     mqtts_board_app::run(
         connector,
