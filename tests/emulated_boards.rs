@@ -161,7 +161,6 @@ impl Drop for Observer {
     }
 }
 
-
 /// Connect, the retained state, a command, echoes at QoS 0, 1 and 2 and a
 /// reading, each received exactly once with its exact payload.
 async fn pinned_round_trip(machine: Machine, pin: &str) {
@@ -281,7 +280,6 @@ fn reading_count(payload: &[u8]) -> Option<u64> {
     let rest = text.strip_prefix("{\"count\":")?;
     rest.split(',').next()?.parse().ok()
 }
-
 
 #[test]
 fn riscv32_public_key_pin_connect_command_and_echo_at_every_qos() {
