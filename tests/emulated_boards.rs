@@ -73,9 +73,21 @@ impl Observer {
         let (client, mut events) = AsyncClient::new(options, 64);
         let (subscribed_tx, mut subscribed) = mpsc::unbounded_channel();
         let (tx, messages) = mpsc::unbounded_channel();
+        let resubscriber = client.clone();
+        let topic_filter = filter.to_string();
         let task = tokio::spawn(async move {
+            let mut connects = 0;
             loop {
                 match events.poll().await {
+                    // After a reconnect (the broker restarted, or this task
+                    // was not polled for a keep-alive interval) a clean
+                    // session has no subscription left: make it again.
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        connects += 1;
+                        if connects > 1 {
+                            let _ = resubscriber.try_subscribe(&topic_filter, QoS::ExactlyOnce);
+                        }
+                    }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
                         let _ = subscribed_tx.send(());
                     }
@@ -286,6 +298,9 @@ fn riscv32_public_key_pin_connect_command_and_echo_at_every_qos() {
     if skipped(Machine::Riscv32) {
         return;
     }
+    // Built before the broker and observer start: a build inside the case
+    // starves their tasks on this thread for minutes.
+    firmware(Machine::Riscv32);
     runtime().block_on(pinned_round_trip(Machine::Riscv32, "spki"));
 }
 
@@ -294,6 +309,9 @@ fn riscv32_certificate_pin_connect_command_and_echo_at_every_qos() {
     if skipped(Machine::Riscv32) {
         return;
     }
+    // Built before the broker and observer start: a build inside the case
+    // starves their tasks on this thread for minutes.
+    firmware(Machine::Riscv32);
     runtime().block_on(pinned_round_trip(Machine::Riscv32, "cert"));
 }
 
@@ -302,6 +320,9 @@ fn riscv32_flespi_shaped_rsa_chain_in_ca_mode_within_the_ram_budget() {
     if skipped(Machine::Riscv32) {
         return;
     }
+    // Built before the broker and observer start: a build inside the case
+    // starves their tasks on this thread for minutes.
+    firmware(Machine::Riscv32);
     runtime().block_on(async {
         let machine = Machine::Riscv32;
         let (root, intermediate, leaf) = flespi_shaped();
@@ -370,6 +391,9 @@ fn riscv32_wrong_pin_shows_the_fingerprints_the_host_computes() {
     if skipped(Machine::Riscv32) {
         return;
     }
+    // Built before the broker and observer start: a build inside the case
+    // starves their tasks on this thread for minutes.
+    firmware(Machine::Riscv32);
     runtime().block_on(async {
         let machine = Machine::Riscv32;
         let (_root, leaf) = p256_broker();
@@ -413,6 +437,9 @@ fn riscv32_broker_restart_resends_the_message_in_flight_and_loses_nothing() {
     if skipped(Machine::Riscv32) {
         return;
     }
+    // Built before the broker and observer start: a build inside the case
+    // starves their tasks on this thread for minutes.
+    firmware(Machine::Riscv32);
     runtime().block_on(async {
         let machine = Machine::Riscv32;
         let (_root, leaf) = p256_broker();
@@ -491,6 +518,9 @@ fn riscv32_silent_broker_is_noticed_by_keep_alive_and_the_board_reconnects() {
     if skipped(Machine::Riscv32) {
         return;
     }
+    // Built before the broker and observer start: a build inside the case
+    // starves their tasks on this thread for minutes.
+    firmware(Machine::Riscv32);
     runtime().block_on(async {
         let machine = Machine::Riscv32;
         let (_root, leaf) = p256_broker();
@@ -544,5 +574,8 @@ fn cortex_m4_public_key_pin_connect_command_and_echo_at_every_qos() {
     if skipped(Machine::CortexM4) {
         return;
     }
+    // Built before the broker and observer start: a build inside the case
+    // starves their tasks on this thread for minutes.
+    firmware(Machine::CortexM4);
     runtime().block_on(pinned_round_trip(Machine::CortexM4, "spki"));
 }
