@@ -342,7 +342,16 @@ where
 
         // Tell the dashboard where the output stands.
         let state = state_json(board.output());
-        if !publish(&mut client, board, &state_topic, state.as_bytes(), true).await {
+        if !publish(
+            &mut client,
+            board,
+            &state_topic,
+            state.as_bytes(),
+            QoS::AtLeastOnce,
+            true,
+        )
+        .await
+        {
             continue;
         }
 
@@ -396,6 +405,7 @@ where
                         board,
                         &telemetry_topic,
                         reading.as_bytes(),
+                        QoS::AtLeastOnce,
                         false,
                     )
                     .await
@@ -420,7 +430,15 @@ where
                     board.set_output(on);
                     info!("output {}", if on { "on" } else { "off" });
                     let state = state_json(on);
-                    publish(&mut client, board, &state_topic, state.as_bytes(), true).await
+                    publish(
+                        &mut client,
+                        board,
+                        &state_topic,
+                        state.as_bytes(),
+                        QoS::AtLeastOnce,
+                        true,
+                    )
+                    .await
                 }
                 Some(Action::Echo { qos, payload }) => {
                     let leaf = match qos {
@@ -431,7 +449,7 @@ where
                     match topic(settings.topic_prefix, leaf) {
                         Some(echoed) => {
                             info!("echo: {} bytes at {qos:?}", payload.len());
-                            publish_at(&mut client, board, &echoed, &payload, qos).await
+                            publish(&mut client, board, &echoed, &payload, qos, false).await
                         }
                         None => {
                             warn!("echo refused: the topic prefix is too long");
@@ -489,34 +507,17 @@ async fn next_wake<'c, T: Transport, const N: usize>(
     watchdog::guarded(&mut || board.feed_watchdog(), budget, wake).await
 }
 
-/// Publishes at QoS 1 ([`publish_once`]), feeding the board's watchdog for
-/// at most [`SESSION_MARGIN`].
+/// Publishes ([`publish_once`]), feeding the board's watchdog for at most
+/// [`SESSION_MARGIN`].
 async fn publish<T: Transport, const N: usize>(
     client: &mut Client<'_, '_, T, EmbassyTimer, N>,
     board: &mut impl Board,
     topic: &str,
     payload: &[u8],
+    qos: QoS,
     retain: bool,
 ) -> bool {
-    let sent = pin!(publish_once(
-        client,
-        topic,
-        payload,
-        QoS::AtLeastOnce,
-        retain
-    ));
-    watchdog::guarded(&mut || board.feed_watchdog(), SESSION_MARGIN, sent).await
-}
-
-/// [`publish`] at `qos`, not retained.
-async fn publish_at<T: Transport, const N: usize>(
-    client: &mut Client<'_, '_, T, EmbassyTimer, N>,
-    board: &mut impl Board,
-    topic: &str,
-    payload: &[u8],
-    qos: QoS,
-) -> bool {
-    let sent = pin!(publish_once(client, topic, payload, qos, false));
+    let sent = pin!(publish_once(client, topic, payload, qos, retain));
     watchdog::guarded(&mut || board.feed_watchdog(), SESSION_MARGIN, sent).await
 }
 
